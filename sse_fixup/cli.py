@@ -1,0 +1,143 @@
+"""``sse-fixup`` command line: serve (default), replay, rules."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_UPSTREAM, ConfigError, check_upstream, load
+
+USAGE_EXIT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sse-fixup",
+        description="A streaming reverse proxy that fixes OpenAI-compatible SSE for strict clients.")
+    sub = p.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the proxy (the default command)")
+    serve.add_argument("--config", metavar="FILE", help="YAML config (see config.example.yaml)")
+    serve.add_argument("--upstream", metavar="URL",
+                       help=f"backend base URL (default {DEFAULT_UPSTREAM}); may carry a base path")
+    serve.add_argument("--host", metavar="H", help=f"listen address (default {DEFAULT_HOST})")
+    serve.add_argument("--port", metavar="P", type=int, help=f"listen port (default {DEFAULT_PORT})")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    replay = sub.add_parser("replay", help="print what the proxy would send for a captured body")
+    replay.add_argument("file", metavar="FILE", help="captured SSE stream or JSON body; - for stdin")
+    replay.add_argument("--endpoint", required=True, choices=("responses", "chat"))
+    replay.add_argument("--config", metavar="FILE")
+    replay.add_argument("--request", metavar="FILE",
+                        help="the request's JSON body (or a raw .request.http): model, tools")
+    sub.add_parser("rules", help="list built-in rules and presets")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "serve")
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "rules":
+            return cmd_rules()
+        if args.command == "replay":
+            return cmd_replay(args)
+        return cmd_serve(args)
+    except ConfigError as exc:
+        print(f"sse-fixup: config error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:          # replay | head
+        sys.stderr.close()
+        return 0
+
+
+def cmd_serve(args) -> int:
+    cfg = load(args.config)
+    if args.upstream:
+        cfg.upstream = check_upstream(args.upstream, _flag_error("--upstream"))
+    if args.host:
+        cfg.host = args.host
+    if args.port is not None:
+        cfg.port = args.port
+    if args.log_level:
+        cfg.log_level = args.log_level
+    logging.basicConfig(level=cfg.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from aiohttp import web
+
+    from .proxy import create_app
+
+    app = create_app(cfg)
+    rules = ", ".join(cfg.presets) or "none"
+    print(f"sse-fixup: listening on http://{cfg.host}:{cfg.port} -> {cfg.upstream} "
+          f"(presets: {rules})", flush=True)
+    web.run_app(app, host=cfg.host, port=cfg.port, print=None, access_log=None,
+                handler_cancellation=True)
+    return 0
+
+
+def _flag_error(flag: str):
+    def fail(msg: str):
+        raise ConfigError(f"{flag}: {msg}")
+    return fail
+
+
+def cmd_rules() -> int:
+    from .presets import PRESETS
+    from .rules import BUILTIN
+
+    print("Presets (config key: presets):")
+    for name, (desc, _) in PRESETS.items():
+        print(f"  {name:<12} {desc}")
+    print("\nBuilt-in rules (in preset order; config key: disable):")
+    for name, cls in BUILTIN.items():
+        print(f"  {name:<32} {cls.summary()}  [{cls.mode}; fixes {cls.fixes}]")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    import orjson
+
+    from .rules.base import RequestInfo
+
+    cfg = load(args.config)
+    data = sys.stdin.buffer.read() if args.file == "-" else _read(args.file)
+    body = None
+    if args.request:
+        raw = _read(args.request)
+        raw = raw.split(b"\r\n\r\n", 1)[-1] if raw.startswith((b"POST", b"GET")) else raw
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ConfigError(f"{args.request}: --request must hold a JSON body") from None
+    info = RequestInfo(args.endpoint, f"/v1/{'responses' if args.endpoint == 'responses' else 'chat/completions'}", body)
+    chains = cfg.build_chains()
+    out = sys.stdout.buffer
+    stripped = data.strip()
+    if stripped.startswith(b"{") and _is_json(stripped):
+        result, _ = chains[(args.endpoint, "body")].process(data, info)
+        out.write(result)
+    else:
+        for piece in chains[(args.endpoint, "stream")].replay([data], info):
+            out.write(piece)
+    out.flush()
+    return 0
+
+
+def _is_json(data: bytes) -> bool:
+    import orjson
+    try:
+        return isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None

@@ -1,0 +1,31 @@
+"""Named lists of built-in rules, selectable in YAML under ``presets:``.
+
+The order inside a preset is the order rules run in: identity fixes first (ids), then
+positions (output_index, content_index), then shape, and ``sequence_number`` last so
+that every event, synthesized ones included, is numbered.
+"""
+
+from __future__ import annotations
+
+PRESETS: dict[str, tuple[str, list[str]]] = {
+    "responses": (
+        "Make /v1/responses streams valid for the AI SDK (current and 3.0.41) and openai-python",
+        ["responses.response_skeleton", "responses.error_event", "responses.function_call_items",
+         "responses.output_index", "responses.content_index", "responses.text_parts",
+         "responses.usage", "responses.sequence_number"],
+    ),
+    "chat": (
+        "Make /v1/chat/completions streams valid for openai.chat, openai-compatible and openai-python",
+        ["chat.envelope", "chat.choice_index", "chat.tool_call_deltas", "chat.finish_reason",
+         "chat.done"],
+    ),
+    "json": (
+        "Make non-stream JSON bodies of both endpoints valid for the same clients",
+        ["responses.body", "chat.body"],
+    ),
+}
+PRESETS["default"] = (
+    "responses + chat + json: what the AI SDK and openai-python need from llama-server",
+    [name for preset in ("responses", "chat", "json") for name in PRESETS[preset][1]],
+)
+DEFAULT_PRESETS = ["default"]

@@ -1,0 +1,382 @@
+"""Built-in rules for ``/v1/responses`` streams.
+
+Each class fixes one family of defects from ``stream-defects.md`` (ids in ``fixes``).
+The target is the event contract of openai-python's ``ResponseStreamEvent`` types and
+the AI SDK's ``openaiResponsesChunkSchema``: both reject llama-server's stream as is.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from .base import Rule, StreamContext, mint_id
+
+LIFECYCLE_START = frozenset({"response.created", "response.in_progress", "response.queued"})
+TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+ITEM_EVENTS = frozenset({"response.output_item.added", "response.output_item.done"})
+# every event that names an item by ``item_id`` and must carry its ``output_index``
+ITEM_SCOPED = frozenset({
+    "response.content_part.added", "response.content_part.done",
+    "response.output_text.delta", "response.output_text.done",
+    "response.output_text.annotation.added",
+    "response.refusal.delta", "response.refusal.done",
+    "response.function_call_arguments.delta", "response.function_call_arguments.done",
+    "response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+    "response.reasoning_text.delta", "response.reasoning_text.done",
+    "response.reasoning_summary_part.added", "response.reasoning_summary_part.done",
+    "response.reasoning_summary_text.delta", "response.reasoning_summary_text.done",
+})
+# events whose ``content_index`` points into the item's content parts
+CONTENT_SCOPED = frozenset({
+    "response.output_text.delta", "response.output_text.done",
+    "response.output_text.annotation.added",
+    "response.refusal.delta", "response.refusal.done",
+    "response.reasoning_text.delta", "response.reasoning_text.done",
+})
+TEXT_EVENTS = frozenset({"response.output_text.delta", "response.output_text.done"})
+PART_EVENTS = frozenset({"response.content_part.added", "response.content_part.done"})
+
+
+def _missing(obj: dict, key: str) -> bool:
+    return obj.get(key) is None
+
+
+def response_defaults(ctx: StreamContext) -> dict:
+    """The fields openai-python's ``Response`` requires, from the request where it has them."""
+    req = ctx.request
+    return {"object": "response", "created_at": ctx.started, "model": req.model or "unknown",
+            "tools": req.tools, "tool_choice": req.get("tool_choice") or "auto",
+            "parallel_tool_calls": req.get("parallel_tool_calls", True)}
+
+
+class ResponseSkeleton(Rule):
+    """response.created/in_progress get created_at, model and a full response object."""
+
+    name = "responses.response_skeleton"
+    endpoint = "responses"
+    types = LIFECYCLE_START | TERMINAL
+    fixes = "R1(c), R3, R10, R11"
+
+    def new_state(self):
+        return {"id": None}
+
+    def apply(self, obj: dict, ctx: StreamContext):
+        resp = obj.get("response")
+        if resp is None:
+            resp = obj["response"] = {}
+            changed = True
+        elif not isinstance(resp, dict):
+            return False
+        else:
+            changed = False
+        st = self.state(ctx)
+        # one id for the whole stream: openai-python checks lifecycle identity
+        if st["id"] is None:
+            st["id"] = resp.get("id") if isinstance(resp.get("id"), str) else mint_id("resp_")
+        req = ctx.request
+        defaults = response_defaults(ctx)
+        defaults["id"] = st["id"]
+        if obj.get("type") in LIFECYCLE_START:
+            defaults.update({"status": "in_progress", "output": [], "usage": None})
+        for key, value in defaults.items():
+            if key not in resp or (resp[key] is None and value is not None):
+                resp[key] = value
+                changed = True
+        return changed
+
+
+class OutputIndex(Rule):
+    """Every item event gets output_index = the item's position, the same on all its events."""
+
+    name = "responses.output_index"
+    endpoint = "responses"
+    types = ITEM_EVENTS | ITEM_SCOPED
+    fixes = "R1(a), R3, R5, R18"
+
+    def new_state(self):
+        return {"by_item": {}, "next": 0}
+
+    def apply(self, obj: dict, ctx: StreamContext):
+        st = self.state(ctx)
+        by_item: dict = st["by_item"]
+        if obj.get("type") in ITEM_EVENTS:
+            item = obj.get("item")
+            if not isinstance(item, dict):
+                return False
+            key = item.get("id") or item.get("call_id")
+            if key in by_item:
+                index = by_item[key]
+            elif isinstance(obj.get("output_index"), int):
+                index = obj["output_index"]
+            else:
+                index = st["next"]
+            if key is not None:
+                by_item[key] = index
+                if item.get("call_id"):
+                    by_item.setdefault(item["call_id"], index)
+            st["next"] = max(st["next"], index + 1)
+        else:
+            index = by_item.get(obj.get("item_id"))
+            if index is None:
+                return False
+        if obj.get("output_index") == index:
+            return False
+        if isinstance(obj.get("output_index"), int) and obj.get("type") not in ITEM_EVENTS:
+            return False  # upstream gave one for a known item: trust it
+        obj["output_index"] = index
+        return True
+
+
+class ContentIndex(Rule):
+    """content_part.*, output_text.*, refusal.*, reasoning_text.* get a per-item content_index."""
+
+    name = "responses.content_index"
+    endpoint = "responses"
+    types = PART_EVENTS | CONTENT_SCOPED
+    fixes = "R3, R5, R6"
+
+    def apply(self, obj: dict, ctx: StreamContext):
+        parts: dict = self.state(ctx)           # item_id -> index of its current part
+        item_id = obj.get("item_id")
+        if obj.get("type") == "response.content_part.added":
+            index = parts[item_id] + 1 if item_id in parts else 0
+            parts[item_id] = index
+        else:
+            index = parts.get(item_id, 0)
+        if isinstance(obj.get("content_index"), int):
+            return False
+        obj["content_index"] = index
+        return True
+
+
+class FunctionCallItems(Rule):
+    """function_call items get an id, argument deltas its item_id; .done is completed with full arguments."""
+
+    name = "responses.function_call_items"
+    endpoint = "responses"
+    types = ITEM_EVENTS | frozenset({"response.function_call_arguments.delta",
+                                     "response.function_call_arguments.done"})
+    fixes = "R1(b), R3, AI SDK checklist 3-4"
+
+    def new_state(self):
+        # alias (upstream id or call_id) -> our id; our id -> {"args": [...], "done": bool, "name"}
+        return {"alias": {}, "calls": {}, "last": None}
+
+    def apply(self, obj: dict, ctx: StreamContext):
+        st = self.state(ctx)
+        typ = obj.get("type")
+        if typ in ITEM_EVENTS:
+            item = obj.get("item")
+            if not isinstance(item, dict) or item.get("type") != "function_call":
+                return False
+            return self._item(obj, item, typ == "response.output_item.done", st)
+        alias = st["alias"]
+        item_id = obj.get("item_id")
+        fc_id = alias.get(item_id) if item_id is not None else st["last"]
+        if fc_id is None:
+            fc_id = st["last"]
+        if fc_id is None:
+            return False
+        call = st["calls"][fc_id]
+        changed = False
+        if item_id != fc_id:
+            obj["item_id"] = fc_id
+            changed = True
+        if typ == "response.function_call_arguments.delta":
+            if isinstance(obj.get("delta"), str):
+                call["args"].append(obj["delta"])
+        else:
+            call["done"] = True
+            if not isinstance(obj.get("arguments"), str):
+                obj["arguments"] = "".join(call["args"])
+                changed = True
+            if not isinstance(obj.get("name"), str) and call["name"]:
+                obj["name"] = call["name"]
+                changed = True
+        return changed
+
+    def _item(self, obj: dict, item: dict, done: bool, st: dict):
+        alias, calls = st["alias"], st["calls"]
+        changed = False
+        up_id, call_id = item.get("id"), item.get("call_id")
+        fc_id = alias.get(up_id) or alias.get(call_id)
+        if fc_id is None:
+            if isinstance(up_id, str) and up_id:
+                fc_id = up_id
+            elif isinstance(call_id, str) and call_id:
+                fc_id = "fc_" + call_id.removeprefix("call_")
+            else:
+                fc_id = mint_id("fc_")
+        if not isinstance(call_id, str) or not call_id:
+            call_id = item["call_id"] = "call_" + fc_id.removeprefix("fc_")
+            changed = True
+        if item.get("id") != fc_id:
+            item["id"] = fc_id
+            changed = True
+        for key in (up_id, call_id, fc_id):
+            if key:
+                alias[key] = fc_id
+        call = calls.get(fc_id)
+        if call is None:
+            call = calls[fc_id] = {"args": [], "done": False, "name": item.get("name"),
+                                   "added": not done}
+        st["last"] = fc_id
+        if not isinstance(item.get("arguments"), str):
+            item["arguments"] = "".join(call["args"]) if done else ""
+            changed = True
+        if not done:
+            return changed
+        if item["arguments"] == "" and call["args"]:
+            item["arguments"] = "".join(call["args"])
+            changed = True
+        if item.get("status") not in ("completed", "incomplete"):
+            item["status"] = "completed"
+            changed = True
+        if call["done"] or not call["added"]:
+            return changed   # without an added event no output_index could be given to it
+        call["done"] = True
+        # the spec has arguments.done before output_item.done; llama-server never sends it
+        args_done = {"type": "response.function_call_arguments.done", "item_id": fc_id,
+                     "name": item.get("name") or "", "arguments": item["arguments"]}
+        if isinstance(obj.get("output_index"), int):
+            args_done["output_index"] = obj["output_index"]
+        return [args_done, obj]
+
+
+class TextParts(Rule):
+    """output_text events get logprobs: [], output_text parts get annotations: []."""
+
+    name = "responses.text_parts"
+    endpoint = "responses"
+    types = TEXT_EVENTS | PART_EVENTS | ITEM_EVENTS
+    fixes = "R14, R15 (openai-python requires both lists)"
+
+    def apply(self, obj: dict, ctx: StreamContext):
+        typ = obj.get("type")
+        if typ in TEXT_EVENTS:
+            if isinstance(obj.get("logprobs"), list):
+                return False
+            obj["logprobs"] = []
+            return True
+        if typ in PART_EVENTS:
+            return _fix_part(obj.get("part"))
+        item = obj.get("item")
+        if not isinstance(item, dict) or item.get("type") != "message":
+            return False
+        changed = False
+        for part in item.get("content") or ():
+            changed |= _fix_part(part)
+        return changed
+
+
+def _fix_part(part) -> bool:
+    if not isinstance(part, dict) or part.get("type") != "output_text":
+        return False
+    if isinstance(part.get("annotations"), list):
+        return False
+    part["annotations"] = []
+    return True
+
+
+def fix_usage(resp: dict) -> bool:
+    """usage with the five fields strict clients (openai-python, Codex, legacy AI SDK) need."""
+    usage = resp.get("usage")
+    changed = False
+    if not isinstance(usage, dict):
+        usage = resp["usage"] = {}
+        changed = True
+    for key in ("input_tokens", "output_tokens"):
+        if not isinstance(usage.get(key), int):
+            usage[key] = 0
+            changed = True
+    if not isinstance(usage.get("total_tokens"), int):
+        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+        changed = True
+    for key, inners in (("input_tokens_details", ("cached_tokens", "cache_write_tokens")),
+                        ("output_tokens_details", ("reasoning_tokens",))):
+        details = usage.get(key)
+        if not isinstance(details, dict):
+            details = usage[key] = {}
+        for inner in inners:
+            if not isinstance(details.get(inner), int):
+                details[inner] = 0
+                changed = True
+    return changed
+
+
+class CompletedUsage(Rule):
+    """response.completed/incomplete get usage with input_tokens, output_tokens, total_tokens."""
+
+    name = "responses.usage"
+    endpoint = "responses"
+    types = frozenset({"response.completed", "response.incomplete"})
+    fixes = "R2, R4, R12"
+
+    def apply(self, obj: dict, ctx: StreamContext):
+        resp = obj.get("response")
+        return isinstance(resp, dict) and fix_usage(resp)
+
+
+class ErrorEvent(Rule):
+    """Upstream error blocks become an error event both AI SDK lines and openai-python accept."""
+
+    name = "responses.error_event"
+    endpoint = "responses"
+    types = None   # llama-server's error block has no type at all
+    fixes = "R2, R16, llama-server #13"
+
+    def wants(self, ev, ctx):
+        return ev.event is None or ev.event == "error"
+
+    def apply(self, obj: dict, ctx: StreamContext):
+        typ = obj.get("type")
+        if typ is None and isinstance(obj.get("error"), (dict, str)):
+            err = obj["error"]
+            if isinstance(err, str):
+                err = {"message": err}
+        elif typ == "error":
+            err = obj.get("error") if isinstance(obj.get("error"), dict) else obj
+        else:
+            return False
+        message = err.get("message")
+        if not isinstance(message, str):
+            message = orjson.dumps(err).decode() if err else "upstream error"
+        code = err.get("code", obj.get("code"))
+        code = None if code is None else str(code)
+        etype = err.get("type") if isinstance(err.get("type"), str) else "server_error"
+        param = err.get("param") if isinstance(err.get("param"), str) else None
+        fixed = {"type": "error", "code": code, "message": message, "param": param,
+                 "error": {"type": etype, "code": code, "message": message, "param": param}}
+        if isinstance(obj.get("sequence_number"), int):
+            fixed["sequence_number"] = obj["sequence_number"]
+        if fixed == obj:
+            return False
+        obj.clear()
+        obj.update(fixed)
+        return True
+
+
+class SequenceNumber(Rule):
+    """Every event gets sequence_number, strictly increasing, stepping past upstream values."""
+
+    name = "responses.sequence_number"
+    endpoint = "responses"
+    types = None
+    fixes = "R3, R13"
+
+    def new_state(self):
+        return [0]
+
+    def apply(self, obj: dict, ctx: StreamContext):
+        nxt = self.state(ctx)
+        seq = obj.get("sequence_number")
+        if isinstance(seq, int) and seq >= nxt[0]:
+            nxt[0] = seq + 1
+            return False
+        obj["sequence_number"] = nxt[0]
+        nxt[0] += 1
+        return True
+
+
+STREAM_RULES = [ResponseSkeleton, ErrorEvent, FunctionCallItems, OutputIndex, ContentIndex,
+                TextParts, CompletedUsage, SequenceNumber]

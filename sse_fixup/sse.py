@@ -1,0 +1,200 @@
+"""Incremental Server-Sent Events decoder and encoder.
+
+Follows the WHATWG HTML "event stream" interpretation rules
+(https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
+lines end in CRLF, LF or CR; a blank line dispatches the event; ``data:`` lines are
+joined with LF; a line starting with ``:`` is a comment; a field name without a colon
+has an empty value; one leading space after the colon is dropped.
+
+Unlike a client-side parser, this decoder is for a proxy: every ``Event`` keeps the
+exact bytes it was decoded from (``raw``), comments and unknown fields included, so
+an event no rule touches is written out byte for byte.  The concatenation of all
+``raw`` values always equals the input.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_BOM = b"\xef\xbb\xbf"
+_NOT_PARSED = object()
+
+
+class Event:
+    """One dispatched SSE event (or, at EOF, an unterminated tail).
+
+    ``data`` is the joined ``data:`` payload as bytes (``None`` when the block had no
+    data field: a comment-only block or stray blank line).  ``json`` parses ``data``
+    once, lazily; it is ``None`` for anything that is not a JSON object.
+    """
+
+    __slots__ = ("raw", "event", "data", "id", "retry", "terminated", "_json")
+
+    def __init__(self, raw: bytes, event: str | None = None, data: bytes | None = None,
+                 id: str | None = None, retry: int | None = None, terminated: bool = True):
+        self.raw = raw
+        self.event = event
+        self.data = data
+        self.id = id
+        self.retry = retry
+        self.terminated = terminated
+        self._json = _NOT_PARSED
+
+    @property
+    def json(self) -> dict | None:
+        if self._json is _NOT_PARSED:
+            obj = None
+            data = self.data
+            if data and (data[0] == 0x7B or data.lstrip()[:1] == b"{"):
+                try:
+                    obj = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    obj = None
+                if not isinstance(obj, dict):
+                    obj = None
+            self._json = obj
+        return self._json
+
+    def __repr__(self) -> str:
+        return f"Event(event={self.event!r}, data={self.data!r})"
+
+
+class Decoder:
+    """Feed bytes in any chunking; get complete events out as soon as they end."""
+
+    __slots__ = ("_tail", "_raw", "_event", "_data", "_id", "_retry", "_skip_lf", "_started")
+
+    def __init__(self) -> None:
+        self._tail = b""        # an incomplete line carried to the next chunk
+        self._raw: list[bytes] = []   # complete lines of the event being built
+        self._event: str | None = None
+        self._data: list[bytes] | None = None
+        self._id: str | None = None
+        self._retry: int | None = None
+        self._skip_lf = False   # last chunk ended in CR: a leading LF completes that CRLF
+        self._started = False   # BOM check done
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        if not chunk:
+            return []
+        events: list[Event] = []
+        buf = self._tail + chunk if self._tail else chunk
+        pos = 0
+        if self._skip_lf:
+            self._skip_lf = False
+            if buf[:1] == b"\n":
+                self._raw.append(b"\n")
+                pos = 1
+        if not self._started:
+            if len(buf) - pos < 3 and _BOM.startswith(buf[pos:]):
+                self._tail = buf
+                return events
+            self._started = True
+            if buf.startswith(_BOM, pos):
+                self._raw.append(_BOM)
+                pos += 3
+        for m in _LINE_END.finditer(buf, pos):
+            start = m.start()
+            end = m.end()
+            self._raw.append(buf[pos:end])
+            if start == pos:
+                ev = self._dispatch()
+                if ev is not None:
+                    events.append(ev)
+            else:
+                self._field(buf[pos:start])
+            pos = end
+        if buf[-1:] == b"\r":
+            self._skip_lf = True
+        self._tail = buf[pos:]
+        return events
+
+    def close(self) -> list[Event]:
+        """At EOF: whatever was not dispatched, as one unterminated event (never dropped)."""
+        if self._tail:
+            self._field(self._tail)
+            self._raw.append(self._tail)
+            self._tail = b""
+        if not self._raw:
+            return []
+        ev = self._dispatch()
+        assert ev is not None
+        ev.terminated = False
+        return [ev]
+
+    def _field(self, line: bytes) -> None:
+        if line[:1] == b":":
+            return
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            if self._data is None:
+                self._data = [value]
+            else:
+                self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"id":
+            if b"\0" not in value:
+                self._id = value.decode("utf-8", "replace")
+        elif name == b"retry":
+            if value.isdigit():
+                self._retry = int(value)
+
+    def _dispatch(self) -> Event | None:
+        raw = b"".join(self._raw)
+        self._raw = []
+        data = self._data
+        ev = Event(raw, self._event, b"\n".join(data) if data is not None else None,
+                   self._id, self._retry)
+        self._event = None
+        self._data = None
+        self._retry = None
+        return ev if raw else None
+
+
+def encode(data: bytes, event: str | None = None) -> bytes:
+    """A new event: ``event:`` line (if any), one ``data:`` line per payload line."""
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    if b"\n" in data or b"\r" in data:
+        lines = _LINE_END.split(data)
+        return head + b"".join(b"data: " + ln + b"\n" for ln in lines) + b"\n"
+    return head + b"data: " + data + b"\n\n"
+
+
+def reencode(ev: Event, data: bytes) -> bytes:
+    """``ev`` with its payload replaced by ``data``; every other line kept as it was.
+
+    The new payload takes the place of the first ``data:`` line; later ``data:`` lines
+    of the same event are dropped.  An unterminated tail gets its blank line.
+    """
+    out: list[bytes] = []
+    placed = False
+    raw = ev.raw
+    pos = 0
+    if raw.startswith(_BOM):
+        out.append(_BOM)
+        pos = 3
+    for m in _LINE_END.finditer(raw, pos):
+        line = raw[pos:m.start()]
+        if line == b"":
+            pos = m.end()
+            continue
+        if line[:5] == b"data:" or line == b"data":
+            if not placed:
+                out.append(encode(data)[:-1])
+                placed = True
+        else:
+            out.append(raw[pos:m.end()])
+        pos = m.end()
+    tail = raw[pos:]
+    if tail and not (tail[:5] == b"data:" or tail == b"data"):
+        out.append(tail + b"\n")
+    if not placed:
+        out.append(encode(data)[:-1])
+    out.append(b"\n")
+    return b"".join(out)
