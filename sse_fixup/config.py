@@ -262,11 +262,11 @@ def _rule(ck: _Checker, rules: _List, i: int) -> Spec:
     raw = rules[i]
     if not isinstance(raw, _Map):
         ck.fail(rules.lines[i], where, "each rule must be a mapping with match: and actions")
-    ck.keys(raw, RULE_KEYS, where)
     name = raw.get("name", f"custom.{i}")
     if not isinstance(name, str) or not name:
         ck.fail(raw.lines.get("name", raw.line), f"{where}.name", "must be a non-empty string")
     where = f"{where} ({name})" if "name" in raw else where
+    ck.keys(raw, RULE_KEYS, where)
     if "match" not in raw:
         ck.fail(raw.line, where, "needs a match: with at least endpoint: responses|chat")
     match = ck.typed(raw, "match", dict, where, "a mapping")
