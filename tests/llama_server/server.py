@@ -1,0 +1,79 @@
+"""Start a real llama-server (built by build.py) on the tiny model (model.py), on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from .build import cache_root, server_binary, source_tree
+from .model import make_model
+
+MODEL_NAME = "tiny-qwen25-toolcall-v2.gguf"   # bump the suffix when model.py changes
+
+
+def model_path() -> Path:
+    path = cache_root() / MODEL_NAME
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        make_model(source_tree(), tmp)
+        tmp.rename(path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaServer:
+    def __init__(self, binary: Path, model: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cache_root() / f"llama-server-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
+             "--jinja", "-c", "4096", "-ngl", "0", "-t", "2", "--no-webui", "-n", "256"],
+            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, timeout: float = 60) -> float:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {self.proc.returncode}; log: {self.log}\n"
+                                   + self.log.read_text(errors="replace")[-2000:])
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return time.monotonic() - t0
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"llama-server not healthy after {timeout}s; log: {self.log}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start() -> tuple[LlamaServer, dict]:
+    """Build (or reuse) everything, start the server; returns it and the measured times."""
+    times = {}
+    t0 = time.monotonic()
+    binary = server_binary()
+    times["build_s"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    model = model_path()
+    times["model_s"] = time.monotonic() - t0
+    server = LlamaServer(binary, model)
+    times["start_s"] = server.wait_healthy()
+    os.environ.setdefault("SSE_FIXUP_LLAMA_URL", server.url)
+    return server, times
