@@ -12,10 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from sse_fixup.config import Config
-from sse_fixup.proxy import create_app
-
-from .captures import FakeLlama
 
 NODE_DIR = Path(__file__).parent / "clients" / "node"
 pytestmark = pytest.mark.node
@@ -34,13 +30,6 @@ async def run_sdk(base_url: str, **spec) -> dict:
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
-@pytest.fixture
-async def urls(aiohttp_server):
-    fake = FakeLlama()
-    up = await aiohttp_server(fake.app)
-    upstream = str(up.make_url("")).rstrip("/")
-    proxy = await aiohttp_server(create_app(Config(upstream=upstream)))
-    return {"proxy": str(proxy.make_url("/v1")), "direct": upstream + "/v1"}
 
 
 SDKS = ["current", "legacy"]

@@ -5,10 +5,6 @@ import json
 import openai
 import pytest
 
-from sse_fixup.config import Config
-from sse_fixup.proxy import create_app
-
-from .captures import FakeLlama
 
 TOOL_RESP = {"type": "function", "name": "get_weather", "description": "Get the weather",
              "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -16,13 +12,6 @@ TOOL_RESP = {"type": "function", "name": "get_weather", "description": "Get the 
 TOOL_CHAT = {"type": "function", "function": {k: v for k, v in TOOL_RESP.items() if k != "type"}}
 
 
-@pytest.fixture
-async def urls(aiohttp_server):
-    fake = FakeLlama()
-    up = await aiohttp_server(fake.app)
-    upstream = str(up.make_url("")).rstrip("/")
-    proxy = await aiohttp_server(create_app(Config(upstream=upstream)))
-    return {"proxy": str(proxy.make_url("/v1")), "direct": upstream + "/v1"}
 
 
 def client(url):
