@@ -66,12 +66,14 @@ def make_model(llama_tree: Path, out: Path, seed: int = 7) -> Path:
     emb[TOOL_RESP, D_TOOLRESP] = 1.0
     emb[NEWLINE, D_NEWLINE] = 1.0
     emb[END_CALL, D_ENDCALL] = 1.0
-    emb[[i for i, t in enumerate(tokens) if t.rstrip("Ġ").endswith("}") and i < 151643], D_BRACE] = 1.0
+    emb[[i for i, t in enumerate(tokens) if t.rstrip("ĠĊĉ").endswith("}") and i < 151643], D_BRACE] = 1.0
 
     out_w = np.zeros((n_vocab, N_EMBD), np.float32)
     out_w[:, NOISE] = rng.normal(0, 0.3, (n_vocab, NOISE.stop - NOISE.start))
     quote = [i for i, t in enumerate(tokens) if t.startswith('"') and i < 151643]
     out_w[quote, D_ONE] += 2.2
+    # no commas unless the grammar forces one: the block never chains a second call
+    out_w[[i for i, t in enumerate(tokens) if "," in t and i < 151643], D_ONE] = -40.0
     out_w[151643:, D_ONE] = -30.0                     # special tokens never appear by chance
     out_w[IM_END, D_ONE] = 2.6                        # short answers
     out_w[IM_END, D_F_RESP] = 0.3                     # shorter after a tool result

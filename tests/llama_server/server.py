@@ -12,7 +12,7 @@ from pathlib import Path
 from .build import cache_root, server_binary, source_tree
 from .model import make_model
 
-MODEL_NAME = "tiny-qwen25-toolcall-v2.gguf"   # bump the suffix when model.py changes
+MODEL_NAME = "tiny-qwen25-toolcall-v3.gguf"   # bump the suffix when model.py changes
 
 
 def model_path() -> Path:
