@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -75,5 +74,4 @@ def start() -> tuple[LlamaServer, dict]:
     times["model_s"] = time.monotonic() - t0
     server = LlamaServer(binary, model)
     times["start_s"] = server.wait_healthy()
-    os.environ.setdefault("SSE_FIXUP_LLAMA_URL", server.url)
     return server, times
