@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_UPSTREAM, ConfigError, check_upstream, load
@@ -64,18 +65,20 @@ def cmd_serve(args) -> int:
         cfg.port = args.port
     if args.log_level:
         cfg.log_level = args.log_level
+    env_keys = os.environ.get("SSE_FIXUP_API_KEYS", "")
+    cfg.auth.api_keys += [k.strip() for k in env_keys.split(",") if k.strip()]
     logging.basicConfig(level=cfg.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from aiohttp import web
+    import asyncio
 
-    from .proxy import create_app
+    from .server import serve
 
-    app = create_app(cfg)
-    rules = ", ".join(cfg.presets) or "none"
-    print(f"sse-fixup: listening on http://{cfg.host}:{cfg.port} -> {cfg.upstream} "
-          f"(presets: {rules})", flush=True)
-    web.run_app(app, host=cfg.host, port=cfg.port, print=None, access_log=None,
-                handler_cancellation=True)
+    try:
+        asyncio.run(serve(cfg, announce=lambda msg: print(msg, flush=True)))
+    except OSError as exc:          # port taken, address not available
+        print(f"sse-fixup: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

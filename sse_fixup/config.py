@@ -7,6 +7,7 @@ Every key is documented in ``config.example.yaml``; unknown keys are rejected wi
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,9 +32,24 @@ class ConfigError(Exception):
 
 @dataclass
 class Timeouts:
-    connect: float | None = 10.0     # TCP connect to upstream
-    first_byte: float | None = 600.0  # request sent -> response headers (a long prompt is slow)
-    idle: float | None = 600.0       # between two reads of the response body
+    connect: float | None = 10.0      # TCP connect to upstream
+    first_byte: float | None = 600.0  # request sent -> first body byte (a long prompt is slow)
+    idle: float | None = 600.0        # between two reads of a streaming body
+    keepalive: float | None = 15.0    # an SSE comment after this much upstream silence
+    shutdown_grace: float = 30.0      # SIGTERM: how long in-flight requests may finish
+
+
+@dataclass
+class Limits:
+    max_event_bytes: int = 8 * 1024 * 1024      # one SSE event; past it the stream ends in error
+    max_request_bytes: int = 32 * 1024 * 1024   # a request body; past it 413
+
+
+@dataclass
+class Auth:
+    api_keys: list[str] = field(default_factory=list)   # inbound Bearer keys; empty = no check
+    forward_key: bool = False         # pass the client's Authorization on (when api_keys is set)
+    upstream_key: str | None = None   # sent upstream as Authorization: Bearer
 
 
 @dataclass
@@ -45,7 +61,10 @@ class Config:
     disable: list[str] = field(default_factory=list)
     rules: list[Spec] = field(default_factory=list)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
+    auth: Auth = field(default_factory=Auth)
     log_level: str = "info"
+    log_bodies: bool = False
     metrics: bool = True
     source: str | None = None
 
@@ -148,7 +167,9 @@ def _join(where: str, key) -> str:
     return f"{where}.{key}" if where else str(key)
 
 
-TOP_KEYS = {"upstream", "listen", "presets", "disable", "rules", "timeouts", "log_level", "metrics"}
+TOP_KEYS = {"upstream", "listen", "presets", "disable", "rules", "timeouts", "limits", "auth",
+            "log_level", "log_bodies", "metrics"}
+TIMEOUT_KEYS = {"connect", "first_byte", "idle", "keepalive", "shutdown_grace"}
 RULE_KEYS = {"name", "match", "stage", "set", "default", "copy", "rename", "delete", "counter",
              "now", "from_request"}
 MATCH_KEYS = {"endpoint", "mode", "event", "where"}
@@ -205,14 +226,29 @@ def parse(text: str, source: str = "<config>") -> Config:
         cfg.disable = _names(ck, data, "disable", BUILTIN, "built-in rule")
     if "timeouts" in data:
         tmo = ck.typed(data, "timeouts", dict, "", "a mapping")
-        ck.keys(tmo, {"connect", "first_byte", "idle"}, "timeouts")
+        ck.keys(tmo, TIMEOUT_KEYS, "timeouts")
         for key in tmo:
             value = tmo[key]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or value <= 0):
+            nullable = key != "shutdown_grace"
+            if (value is None and not nullable) or value is not None and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))
+                    or value < 0 or value == 0 and nullable):
+                what = "> 0, or null for none" if nullable else ">= 0"
                 ck.fail(tmo.lines[key], f"timeouts.{key}",
-                        f"must be a number of seconds > 0, or null for none; got {value!r}")
+                        f"must be a number of seconds {what}; got {value!r}")
             setattr(cfg.timeouts, key, None if value is None else float(value))
+    if "limits" in data:
+        lim = ck.typed(data, "limits", dict, "", "a mapping")
+        ck.keys(lim, {"max_event_bytes", "max_request_bytes"}, "limits")
+        for key in lim:
+            value = ck.typed(lim, key, int, "limits", "a number of bytes")
+            if value < 1024:
+                ck.fail(lim.lines[key], f"limits.{key}", f"must be at least 1024 bytes; got {value}")
+            setattr(cfg.limits, key, value)
+    if "auth" in data:
+        _auth(ck, ck.typed(data, "auth", dict, "", "a mapping"), cfg.auth)
+    if "log_bodies" in data:
+        cfg.log_bodies = ck.typed(data, "log_bodies", bool, "", "true or false")
     if "log_level" in data:
         level = ck.typed(data, "log_level", str, "", "a log level")
         if level.lower() not in ("debug", "info", "warning", "error"):
@@ -230,6 +266,31 @@ def parse(text: str, source: str = "<config>") -> Config:
             names.add(spec.name)
             cfg.rules.append(spec)
     return cfg
+
+
+def _auth(ck: _Checker, auth: _Map, out: Auth) -> None:
+    ck.keys(auth, {"api_keys", "forward_key", "upstream_key"}, "auth")
+    if "api_keys" in auth:
+        keys = ck.typed(auth, "api_keys", list, "auth", "a list of keys (strings or {env: NAME})")
+        for i, item in enumerate(keys):
+            out.api_keys.append(_secret(ck, item, keys.lines[i], f"auth.api_keys[{i}]"))
+    if "forward_key" in auth:
+        out.forward_key = ck.typed(auth, "forward_key", bool, "auth", "true or false")
+    if "upstream_key" in auth and auth["upstream_key"] is not None:
+        out.upstream_key = _secret(ck, auth["upstream_key"], auth.lines["upstream_key"],
+                                   "auth.upstream_key")
+
+
+def _secret(ck: _Checker, item, line: int, key: str) -> str:
+    """A key given literally or as {env: NAME}, so that secrets can stay out of the file."""
+    if isinstance(item, dict) and list(item) == ["env"] and isinstance(item["env"], str):
+        value = os.environ.get(item["env"])
+        if not value:
+            ck.fail(line, key, f"environment variable {item['env']} is not set or empty")
+        return value
+    if not isinstance(item, str) or not item:
+        ck.fail(line, key, "must be a non-empty string or {env: VARIABLE_NAME}")
+    return item
 
 
 def check_upstream(url: str, fail) -> str:

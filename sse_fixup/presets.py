@@ -12,12 +12,12 @@ PRESETS: dict[str, tuple[str, list[str]]] = {
         "Make /v1/responses streams valid for the AI SDK (current and 3.0.41) and openai-python",
         ["responses.response_skeleton", "responses.error_event", "responses.function_call_items",
          "responses.output_index", "responses.content_index", "responses.text_parts",
-         "responses.usage", "responses.sequence_number"],
+         "responses.usage", "responses.terminal", "responses.sequence_number"],
     ),
     "chat": (
         "Make /v1/chat/completions streams valid for openai.chat, openai-compatible and openai-python",
         ["chat.envelope", "chat.choice_index", "chat.tool_call_deltas", "chat.finish_reason",
-         "chat.done"],
+         "chat.terminal", "chat.done"],
     ),
     "json": (
         "Make non-stream JSON bodies of both endpoints valid for the same clients",

@@ -9,30 +9,29 @@ through the body chain; everything else streams through untouched.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 
 import aiohttp
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 
-from .chain import BodyChain, StreamChain
+from .chain import BodyChain
 from .config import Config
+from .headers import forward_headers, response_headers
 from .metrics import Metrics
 from .rules.base import RequestInfo
-from .sse import Decoder
+from .stream import Pump, Watch
 
 log = logging.getLogger("sse_fixup.proxy")
-
-HOP_BY_HOP = frozenset(h.lower() for h in (
-    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
-    "Transfer-Encoding", "Upgrade", "Host", "Content-Length"))
 
 CONFIG = web.AppKey("config", Config)
 CHAINS = web.AppKey("chains", dict)
 METRICS = web.AppKey("metrics", Metrics)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+WATCH = web.AppKey("watch", Watch)
+INFLIGHT = web.AppKey("inflight", set)
 
 
 def endpoint_of(path: str) -> str | None:
@@ -44,32 +43,34 @@ def endpoint_of(path: str) -> str | None:
     return None
 
 
-def error_response(status: int, message: str, etype: str, code: str) -> web.Response:
+def error_response(status: int, message: str, etype: str, code: str,
+                   headers: dict | None = None) -> web.Response:
     body = orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": None}})
-    return web.Response(status=status, body=body, content_type="application/json")
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
-def _forward_headers(headers, drop_encoding: bool) -> CIMultiDict:
-    listed = {h.strip().lower() for h in headers.get("Connection", "").split(",") if h.strip()}
-    out = CIMultiDict()
-    for key, value in headers.items():
-        low = key.lower()
-        if low in HOP_BY_HOP or low in listed:
-            continue
-        if drop_encoding and low == "accept-encoding":
-            continue
-        out.add(key, value)
-    if drop_encoding:
-        out["Accept-Encoding"] = "identity"   # the rules need plain bytes
-    return out
+def unauthorized(request: web.Request) -> web.Response | None:
+    """401 unless the request carries one of ``auth.api_keys`` (when any are configured)."""
+    keys = request.app[CONFIG].auth.api_keys
+    if not keys:
+        return None
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip().encode()
+    # compare against every key, in constant time, so timing tells nothing
+    ok = scheme.lower() == "bearer" and sum(hmac.compare_digest(given, k.encode()) for k in keys)
+    if ok:
+        return None
+    request.app[METRICS].requests.labels("other", "rejected", "401").inc()
+    return error_response(401, "sse-fixup: missing or incorrect API key (Authorization: Bearer ...)",
+                          "invalid_request_error", "invalid_api_key",
+                          headers={"WWW-Authenticate": "Bearer"})
 
 
-def _response_headers(headers, *, streaming: bool) -> CIMultiDict:
-    out = _forward_headers(headers, drop_encoding=False)
-    if streaming:
-        out["Cache-Control"] = "no-cache"
-        out["X-Accel-Buffering"] = "no"
-    return out
+def too_large(request: web.Request) -> web.Response:
+    limit = request.app[CONFIG].limits.max_request_bytes
+    request.app[METRICS].requests.labels("other", "rejected", "413").inc()
+    return error_response(413, f"sse-fixup: request body larger than limits.max_request_bytes "
+                          f"({limit} bytes)", "invalid_request_error", "request_too_large")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -77,43 +78,77 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
+    denied = unauthorized(request)
+    if denied is not None:
+        return denied
     m = request.app[METRICS]
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
+    denied = unauthorized(request)
+    if denied is not None:
+        return denied
+    task = asyncio.current_task()
+    inflight = request.app[INFLIGHT]
+    inflight.add(task)
+    try:
+        return await _proxy(request)
+    finally:
+        inflight.discard(task)
+
+
+async def _proxy(request: web.Request) -> web.StreamResponse:
     app = request.app
     cfg = app[CONFIG]
     metrics = app[METRICS]
     path = request.rel_url.raw_path
     endpoint = endpoint_of(path) if request.method == "POST" else None
+    # the upstream is fixed: only path and query come from the request
     url = cfg.upstream + path
     if request.rel_url.raw_query_string:
         url += "?" + request.rel_url.raw_query_string
-    headers = _forward_headers(request.headers, drop_encoding=endpoint is not None)
+    auth = cfg.auth
+    headers = forward_headers(request.headers, drop_encoding=endpoint is not None,
+                              drop_auth=bool(auth.api_keys) and not auth.forward_key,
+                              upstream_key=auth.upstream_key)
+    length = request.content_length
+    if length is not None and length > cfg.limits.max_request_bytes:
+        return too_large(request)
     info = None
-    if endpoint is not None:
-        body = await request.read()   # small (a prompt); the rules need model/stream/tools
+    data = None
+    if endpoint is not None or (request.body_exists and length is None):
+        # endpoint bodies are small (a prompt) and the rules need model/stream/tools;
+        # a chunked body of unknown length is read so that the limit can hold
         try:
-            parsed = orjson.loads(body) if body else None
+            data = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return too_large(request)
+    elif request.body_exists:
+        data = request.content           # streamed through as it comes
+        headers["Content-Length"] = str(length)
+    if endpoint is not None:
+        try:
+            parsed = orjson.loads(data) if data else None
         except orjson.JSONDecodeError:
             parsed = None                 # forwarded untouched: the backend decides
         info = RequestInfo(endpoint, path, parsed if isinstance(parsed, dict) else None)
-        data = body
-    else:
-        data = request.content if request.body_exists else None
-        if data is not None and request.content_length is not None:
-            headers["Content-Length"] = str(request.content_length)  # not chunked: as sent
+    if cfg.log_bodies:
+        log.info("request %s %s body: %r", request.method, path,
+                 data if isinstance(data, bytes) else "<streamed>")
     t = cfg.timeouts
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=t.idle)
+    # sock_read is only a backstop: the Watch enforces first_byte and idle on streams
+    backstop = max((x for x in (t.first_byte, t.idle) if x), default=None)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=backstop)
     kind = "passthrough"
+    sent_at = time.monotonic()
     try:
         async with asyncio.timeout(t.first_byte):
             up_cm = app[SESSION].request(request.method, url, headers=headers, data=data,
                                          timeout=timeout, allow_redirects=False)
             upstream = await up_cm.__aenter__()
     except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, aiohttp.InvalidURL,
-            aiohttp.ServerDisconnectedError) as exc:
+            aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
         metrics.upstream_errors.labels("connect").inc()
         metrics.requests.labels(endpoint or "other", kind, "502").inc()
         log.warning("upstream %s unreachable: %s", cfg.upstream, exc)
@@ -129,10 +164,19 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         ok = 200 <= upstream.status < 300 and not upstream.headers.get("Content-Encoding")
         if endpoint is not None and ok and ctype == "text/event-stream":
             kind = "stream"
-            return await _stream(request, upstream, app[CHAINS][(endpoint, "stream")], info)
+            pump = Pump(request, upstream, app[CHAINS][(endpoint, "stream")], info, cfg, metrics,
+                        sent_at)
+            watch = app[WATCH]
+            watch.add(pump)
+            metrics.active_streams.inc()
+            try:
+                return await pump.run()
+            finally:
+                metrics.active_streams.dec()
+                watch.discard(pump)
         if endpoint is not None and ok and ctype == "application/json":
             kind = "body"
-            return await _body(upstream, app[CHAINS][(endpoint, "body")], info, metrics)
+            return await _body(request, upstream, app[CHAINS][(endpoint, "body")], info)
         return await _passthrough(request, upstream)
     finally:
         metrics.requests.labels(endpoint or "other", kind, str(upstream.status)).inc()
@@ -141,74 +185,35 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 
 async def _passthrough(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
     resp = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                              headers=_response_headers(upstream.headers, streaming=False))
+                              headers=response_headers(upstream.headers, streaming=False))
     length = upstream.headers.get("Content-Length")
     if length is not None and not upstream.headers.get("Transfer-Encoding"):
         resp.content_length = int(length)
     await resp.prepare(request)
-    async for chunk in upstream.content.iter_any():
-        await resp.write(chunk)
+    try:
+        async for chunk in upstream.content.iter_any():
+            await resp.write(chunk)
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+            TimeoutError) as exc:
+        # cut the client off too: a clean end would pass a truncated body off as whole
+        request.app[METRICS].upstream_errors.labels("passthrough_broken").inc()
+        log.warning("upstream body for %s broke: %s", request.rel_url.raw_path, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
     await resp.write_eof()
     return resp
 
 
-async def _body(upstream, chain: BodyChain, info: RequestInfo, metrics: Metrics) -> web.Response:
+async def _body(request: web.Request, upstream, chain: BodyChain, info: RequestInfo) -> web.Response:
+    metrics = request.app[METRICS]
     body = await upstream.read()
     out, ctx = chain.process(body, info)
     metrics.rules_done(ctx)
+    if request.app[CONFIG].log_bodies:
+        log.info("response %s body: %r", info.path, out)
     return web.Response(status=upstream.status, reason=upstream.reason, body=out,
-                        headers=_response_headers(upstream.headers, streaming=False))
-
-
-async def _stream(request: web.Request, upstream, chain: StreamChain,
-                  info: RequestInfo) -> web.StreamResponse:
-    app = request.app
-    metrics = app[METRICS]
-    resp = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                              headers=_response_headers(upstream.headers, streaming=True))
-    await resp.prepare(request)
-    ctx = chain.start(info)
-    decoder = Decoder()
-    process = chain.process
-    events = patched = 0
-    last = None
-    metrics.active_streams.inc()
-    t0 = time.monotonic()
-    try:
-        async for chunk in upstream.content.iter_any():
-            out = []
-            for ev in decoder.feed(chunk):
-                piece = process(ev, ctx)
-                events += 1
-                if piece is not ev.raw:
-                    patched += 1
-                out.append(piece)
-            if out:
-                await resp.write(out[0] if len(out) == 1 else b"".join(out))
-        for ev in decoder.close():
-            last = ev
-            events += 1
-            piece = process(ev, ctx)
-            patched += piece is not ev.raw
-            await resp.write(piece)
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError,
-            aiohttp.ClientOSError) as exc:
-        metrics.upstream_errors.labels("mid_stream").inc()
-        log.warning("upstream stream for %s broke after %d events: %s", info.path, events, exc)
-    except (ConnectionResetError, asyncio.CancelledError):
-        metrics.client_disconnects.inc()
-        upstream.close()          # release the backend's slot now, not at the next read
-        raise
-    finally:
-        metrics.active_streams.dec()
-        metrics.stream_done(chain.endpoint, ctx, events, patched)
-    tail = chain.finish(ctx, last)
-    if tail:
-        await resp.write(tail)
-    await resp.write_eof()
-    log.debug("stream %s: %d events, %d patched, %.3fs", info.path, events, patched,
-              time.monotonic() - t0)
-    return resp
+                        headers=response_headers(upstream.headers, streaming=False))
 
 
 async def _session_ctx(app: web.Application):
@@ -216,12 +221,15 @@ async def _session_ctx(app: web.Application):
     app[SESSION] = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                          skip_auto_headers=("User-Agent",))
     yield
+    await app[WATCH].close()
     await app[SESSION].close()
 
 
 def create_app(cfg: Config, metrics: Metrics | None = None) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=cfg.limits.max_request_bytes)
     app[CONFIG] = cfg
+    app[WATCH] = Watch(cfg)
+    app[INFLIGHT] = set()
     app[CHAINS] = cfg.build_chains()
     app[METRICS] = metrics or Metrics()
     app.cleanup_ctx.append(_session_ctx)

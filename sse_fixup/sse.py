@@ -65,9 +65,14 @@ class Event:
 class Decoder:
     """Feed bytes in any chunking; get complete events out as soon as they end."""
 
-    __slots__ = ("_tail", "_raw", "_event", "_data", "_id", "_retry", "_skip_lf", "_started")
+    __slots__ = ("_tail", "_raw", "_event", "_data", "_id", "_retry", "_skip_lf", "_started",
+                 "max_event", "overflow")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event: int | None = None) -> None:
+        # past max_event bytes in one event the decoder stops: ``overflow`` is set, the
+        # oversized event and everything after it are discarded (the caller ends the stream)
+        self.max_event = max_event
+        self.overflow = False
         self._tail = b""        # an incomplete line carried to the next chunk
         self._raw: list[bytes] = []   # complete lines of the event being built
         self._event: str | None = None
@@ -78,7 +83,7 @@ class Decoder:
         self._started = False   # BOM check done
 
     def feed(self, chunk: bytes) -> list[Event]:
-        if not chunk:
+        if not chunk or self.overflow:
             return []
         events: list[Event] = []
         buf = self._tail + chunk if self._tail else chunk
@@ -103,6 +108,8 @@ class Decoder:
             if start == pos:
                 ev = self._dispatch()
                 if ev is not None:
+                    if self.max_event is not None and len(ev.raw) > self.max_event:
+                        return self._overflow(events)
                     events.append(ev)
             else:
                 self._field(buf[pos:start])
@@ -110,10 +117,22 @@ class Decoder:
         if buf[-1:] == b"\r":
             self._skip_lf = True
         self._tail = buf[pos:]
+        if self.max_event is not None and \
+                len(self._tail) + sum(map(len, self._raw)) > self.max_event:
+            return self._overflow(events)
+        return events
+
+    def _overflow(self, events: list[Event]) -> list[Event]:
+        self.overflow = True
+        self._tail = b""
+        self._raw = []
+        self._data = None
         return events
 
     def close(self) -> list[Event]:
         """At EOF: whatever was not dispatched, as one unterminated event (never dropped)."""
+        if self.overflow:
+            return []
         if self._tail:
             self._field(self._tail)
             self._raw.append(self._tail)

@@ -65,3 +65,30 @@ async def test_responses_stream_fails_without_the_proxy(urls):
     # 3.0.41 (the #20607 report): events dropped silently, tool call lost, 'stop'
     r = await run_sdk(urls["direct"], sdk="legacy", provider="responses", call="stream", tools=True)
     assert r["finishReason"] == "stop" and r["toolCalls"] == [] and r["errors"] == []
+
+
+def _cut_responses_stream():
+    from .upstreams import Scripted, sse
+    item = {"type": "message", "id": "msg_1", "role": "assistant", "status": "in_progress", "content": []}
+    return Scripted([
+        sse({"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}},
+            "response.created"),
+        sse({"type": "response.output_item.added", "item": item}, "response.output_item.added"),
+        sse({"type": "response.content_part.added", "item_id": "msg_1",
+             "part": {"type": "output_text", "text": ""}}, "response.content_part.added"),
+        sse({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Hel"},
+            "response.output_text.delta"),
+        "reset"])
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+async def test_cut_responses_stream_is_an_error_not_a_short_answer(aiohttp_server, sdk):
+    from sse_fixup.config import Config
+    from sse_fixup.proxy import create_app
+    up = await aiohttp_server(_cut_responses_stream().app)
+    proxy = await aiohttp_server(create_app(Config(upstream=str(up.make_url("")).rstrip("/"))))
+    r = await run_sdk(str(proxy.make_url("/v1")), sdk=sdk, provider="responses", call="stream")
+    # the 3.0.41 line reports the error parts but maps response.failed to 'other'
+    assert r["finishReason"] == ("error" if sdk == "current" else "other")
+    assert r["text"] == "Hel"
+    assert any("closed the stream before it was complete" in e for e in r["errors"]), r["errors"]

@@ -68,10 +68,62 @@ def test_finish_reason_stop_with_tool_calls_becomes_tool_calls():
     assert out[-1] == "[DONE]"
 
 
-def test_missing_finish_reason_and_done_are_synthesized():
-    out = run(["chat.envelope", "chat.finish_reason", "chat.done"], [chunk({"content": "hi"})])
+CHAT_END = ["chat.envelope", "chat.finish_reason", "chat.terminal", "chat.done"]
+
+
+def test_done_without_finish_reason_gets_a_finish_chunk():
+    out = run(CHAT_END, [chunk({"content": "hi"}), b"[DONE]"])
     assert out[1]["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop"}]
-    assert out[1]["id"] == "c1" and out[2] == "[DONE]"
+    assert out[1]["id"] == "c1" and out[2] == "[DONE]" and len(out) == 3
+
+
+def test_finish_reason_without_done_gets_done_only():
+    out = run(CHAT_END, [chunk({"content": "hi"}), chunk({}, "stop")])
+    assert out[2:] == ["[DONE]"]
+
+
+def test_stream_cut_before_finish_reason_ends_in_error_chunk_and_done():
+    out = run(CHAT_END, [chunk({"content": "hi"})])
+    assert out[1] == {"error": {"type": "server_error", "code": "upstream_incomplete", "param": None,
+                                "message": "sse-fixup: the upstream ended the stream without its "
+                                           "terminal event"}}
+    assert out[2:] == ["[DONE]"]
+
+
+def test_upstream_error_chunk_is_not_doubled():
+    out = run(CHAT_END, [chunk({"content": "hi"}), {"error": {"message": "boom"}}])
+    assert out[1:] == [{"error": {"message": "boom"}}, "[DONE]"]
+
+
+RESP_END = ["responses.response_skeleton", "responses.error_event", "responses.terminal",
+            "responses.sequence_number"]
+
+
+def test_responses_stream_without_completed_ends_in_error_and_failed(fixed_clock):
+    out = run(RESP_END, [{"type": "response.created", "response": {"id": "resp_1"}},
+                         {"type": "response.output_text.delta", "delta": "hi"}], "responses",
+              body={"model": "m"})
+    err, failed = out[2:]
+    assert err["type"] == "error" and err["code"] == "upstream_incomplete"
+    assert err["error"]["code"] == "upstream_incomplete" and err["sequence_number"] == 2
+    assert failed["type"] == "response.failed" and failed["sequence_number"] == 3
+    resp = failed["response"]
+    assert (resp["id"], resp["status"], resp["model"]) == ("resp_1", "failed", "m")
+    assert resp["error"]["code"] == "upstream_incomplete"
+
+
+def test_responses_upstream_error_gets_failed_but_no_second_error(fixed_clock):
+    out = run(RESP_END, [{"type": "response.created", "response": {}},
+                         {"error": {"code": 500, "message": "boom"}}], "responses")
+    assert [e["type"] for e in out] == ["response.created", "error", "response.failed"]
+    assert out[1]["message"] == "boom"
+
+
+def test_responses_completed_stream_gets_nothing_added():
+    events = [{"type": "response.created", "response": {}},
+              {"type": "response.completed", "response": {}}]
+    assert [e["type"] for e in run(RESP_END, events, "responses")] == \
+        ["response.created", "response.completed"]
 
 
 def test_envelope_pins_created_and_id():

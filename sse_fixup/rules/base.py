@@ -39,10 +39,24 @@ class RequestInfo:
         return self.body.get(field, default)
 
 
+class Fault:
+    """Why a stream could not end normally: a code for clients and metrics, and a message."""
+
+    __slots__ = ("code", "message")
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"Fault({self.code!r}, {self.message!r})"
+
+
 class StreamContext:
     """Per-stream state: one per proxied response, shared by the rules of one chain."""
 
-    __slots__ = ("request", "started", "state", "applied", "failures", "non_json", "done_seen")
+    __slots__ = ("request", "started", "state", "applied", "failures", "non_json", "done_seen",
+                 "fault")
 
     def __init__(self, request: RequestInfo):
         self.request = request
@@ -52,9 +66,16 @@ class StreamContext:
         self.failures: dict[str, str] = {}    # rule name -> first error (logged once)
         self.non_json = 0                     # events passed on because they were not JSON
         self.done_seen = False                # chat: upstream sent data: [DONE]
+        self.fault: Fault | None = None       # set when the stream is cut short (see stream.py)
 
     def mark(self, rule_name: str) -> None:
         self.applied[rule_name] = self.applied.get(rule_name, 0) + 1
+
+
+def choices_of(obj: dict) -> list:
+    """``obj["choices"]`` when it is a list, else nothing to iterate."""
+    choices = obj.get("choices")
+    return choices if isinstance(choices, list) else []
 
 
 def now() -> int:
@@ -106,5 +127,6 @@ class Rule:
         return []
 
     def finish(self, ctx: StreamContext) -> list:
-        """At upstream EOF: events to append (terminal events, closing items)."""
+        """At the end of the upstream stream - normal EOF, or cut short with ``ctx.fault``
+        set: events to append (terminal events, closing items)."""
         return []

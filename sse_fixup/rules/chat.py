@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import orjson
 
-from .base import Rule, StreamContext, mint_id
+from .base import Rule, StreamContext, choices_of, mint_id
 
 
 def _is_chunk(obj: dict) -> bool:
@@ -75,7 +75,8 @@ class ChoiceIndex(Rule):
 
     def apply(self, obj: dict, ctx: StreamContext):
         changed = False
-        for i, choice in enumerate(obj.get("choices") or ()):
+        choices = obj.get("choices")
+        for i, choice in enumerate(choices if isinstance(choices, list) else ()):
             if isinstance(choice, dict) and not isinstance(choice.get("index"), int):
                 choice["index"] = i
                 changed = True
@@ -99,7 +100,7 @@ class ToolCallDeltas(Rule):
     def apply(self, obj: dict, ctx: StreamContext):
         st = self.state(ctx)
         changed = False
-        for choice in obj.get("choices") or ():
+        for choice in choices_of(obj):
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta")
@@ -175,7 +176,7 @@ class ToolCallDeltas(Rule):
 
 
 class FinishReason(Rule):
-    """finish_reason becomes tool_calls when tool calls were sent; a stream without one gets one."""
+    """finish_reason becomes tool_calls when tool calls were sent; [DONE] without one gets one."""
 
     name = "chat.finish_reason"
     endpoint = "chat"
@@ -192,7 +193,7 @@ class FinishReason(Rule):
     def apply(self, obj: dict, ctx: StreamContext):
         st = self.state(ctx)
         changed = False
-        for choice in obj.get("choices") or ():
+        for choice in choices_of(obj):
             if not isinstance(choice, dict):
                 continue
             st["chunks"] += 1
@@ -225,18 +226,18 @@ class FinishReason(Rule):
                  "choices": [{"index": 0, "delta": {},
                               "finish_reason": "tool_calls" if st["tools"] else "stop"}]}]
 
-    def finish(self, ctx: StreamContext):
-        return [] if ctx.done_seen else self.on_done(ctx)
-
-
 class Done(Rule):
     """data: [DONE] at the end of the stream if upstream did not send it."""
 
     name = "chat.done"
     endpoint = "chat"
+    types = frozenset()        # touches no event; only adds one at the end
     fixes = "E7"
 
     def wants(self, ev, ctx):
+        return False
+
+    def apply(self, obj: dict, ctx: StreamContext):
         return False
 
     def finish(self, ctx: StreamContext):

@@ -37,6 +37,11 @@ TEXT_EVENTS = frozenset({"response.output_text.delta", "response.output_text.don
 PART_EVENTS = frozenset({"response.content_part.added", "response.content_part.done"})
 
 
+def _id(value):
+    """An id as a dict key: only strings count (anything else is garbage, treated as absent)."""
+    return value if isinstance(value, str) and value else None
+
+
 def _missing(obj: dict, key: str) -> bool:
     return obj.get(key) is None
 
@@ -103,7 +108,7 @@ class OutputIndex(Rule):
             item = obj.get("item")
             if not isinstance(item, dict):
                 return False
-            key = item.get("id") or item.get("call_id")
+            key = _id(item.get("id")) or _id(item.get("call_id"))
             if key in by_item:
                 index = by_item[key]
             elif isinstance(obj.get("output_index"), int):
@@ -112,11 +117,11 @@ class OutputIndex(Rule):
                 index = st["next"]
             if key is not None:
                 by_item[key] = index
-                if item.get("call_id"):
+                if _id(item.get("call_id")):
                     by_item.setdefault(item["call_id"], index)
             st["next"] = max(st["next"], index + 1)
         else:
-            index = by_item.get(obj.get("item_id"))
+            index = by_item.get(_id(obj.get("item_id")))
             if index is None:
                 return False
         if obj.get("output_index") == index:
@@ -137,7 +142,7 @@ class ContentIndex(Rule):
 
     def apply(self, obj: dict, ctx: StreamContext):
         parts: dict = self.state(ctx)           # item_id -> index of its current part
-        item_id = obj.get("item_id")
+        item_id = _id(obj.get("item_id"))
         if obj.get("type") == "response.content_part.added":
             index = parts[item_id] + 1 if item_id in parts else 0
             parts[item_id] = index
@@ -171,7 +176,7 @@ class FunctionCallItems(Rule):
                 return False
             return self._item(obj, item, typ == "response.output_item.done", st)
         alias = st["alias"]
-        item_id = obj.get("item_id")
+        item_id = _id(obj.get("item_id"))
         fc_id = alias.get(item_id) if item_id is not None else st["last"]
         if fc_id is None:
             fc_id = st["last"]
@@ -198,7 +203,7 @@ class FunctionCallItems(Rule):
     def _item(self, obj: dict, item: dict, done: bool, st: dict):
         alias, calls = st["alias"], st["calls"]
         changed = False
-        up_id, call_id = item.get("id"), item.get("call_id")
+        up_id, call_id = _id(item.get("id")), _id(item.get("call_id"))
         fc_id = alias.get(up_id) or alias.get(call_id)
         if fc_id is None:
             if isinstance(up_id, str) and up_id:

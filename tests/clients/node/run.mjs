@@ -38,6 +38,9 @@ const prompt = spec.roundtrip ? {
 const args = { model, tools, maxRetries: 0, ...prompt,
                ...(spec.tools && !spec.roundtrip ? { toolChoice: 'required' } : {}) };
 const out = { errors: [] };
+// an error part may carry an Error, a string or the raw error chunk (the 3.0.41 line)
+const fmt = (e) => typeof e === 'string' ? e
+  : (e?.message ?? e?.error?.message ?? JSON.stringify(e));
 const timer = setTimeout(() => {
   out.errors.push('timeout: the SDK never settled');
   console.log(JSON.stringify(out));
@@ -46,9 +49,9 @@ const timer = setTimeout(() => {
 try {
   let r;
   if (spec.call === 'stream') {
-    r = ai.streamText({ ...args, onError: ({ error }) => out.errors.push(String(error?.message ?? error)) });
+    r = ai.streamText({ ...args, onError: ({ error }) => out.errors.push(fmt(error)) });
     for await (const part of r.fullStream) {
-      if (part.type === 'error') out.errors.push(String(part.error?.message ?? part.error));
+      if (part.type === 'error') out.errors.push(fmt(part.error));
     }
   } else {
     r = await ai.generateText(args);

@@ -1,0 +1,212 @@
+"""One proxied SSE response: read upstream, decode, patch, write - and watch the clock.
+
+``Pump.run`` is the per-stream loop: every upstream read is decoded into complete
+events, each goes through the rule chain, and what is ready is written at once in
+one write (never held back for more).  When the stream cannot end normally - the
+upstream resets or times out, an event outgrows ``limits.max_event_bytes``, the proxy
+shuts down - ``ctx.fault`` is set and the chain's ``finish`` rules close the stream
+in its own dialect (``responses.terminal``, ``chat.terminal``).
+
+Timeouts and keepalives cost nothing per event: one ``Watch`` per app wakes a few
+times a second, looks at every open stream's last-read time, writes an SSE comment
+to the quiet ones and aborts the ones past their deadline (by failing their upstream
+reader, so the pump sees it at its next await).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+from aiohttp import web
+
+from .chain import StreamChain
+from .config import Config
+from .headers import response_headers
+from .metrics import Metrics
+from .rules.base import Fault, RequestInfo
+from .sse import Decoder
+
+log = logging.getLogger("sse_fixup.stream")
+
+KEEPALIVE = b": keepalive\n\n"
+
+
+class Aborted(Exception):
+    """Set on an upstream reader to stop its pump; carries the fault."""
+
+    def __init__(self, fault: Fault):
+        super().__init__(fault.message)
+        self.fault = fault
+
+
+class Pump:
+    __slots__ = ("request", "resp", "upstream", "chain", "info", "cfg", "metrics",
+                 "sent_at", "last", "quiet", "first", "fault", "_keepalive_task")
+
+    def __init__(self, request: web.Request, upstream: aiohttp.ClientResponse,
+                 chain: StreamChain, info: RequestInfo, cfg: Config, metrics: Metrics,
+                 sent_at: float):
+        self.request = request
+        self.upstream = upstream
+        self.chain = chain
+        self.info = info
+        self.cfg = cfg
+        self.metrics = metrics
+        self.sent_at = sent_at       # monotonic time the request went upstream
+        self.last = time.monotonic()  # last upstream read
+        self.quiet = self.last        # last upstream read or keepalive sent
+        self.first = True            # no body byte from upstream yet
+        self.fault: Fault | None = None
+        self.resp: web.StreamResponse | None = None
+        self._keepalive_task: asyncio.Task | None = None
+
+    def abort(self, fault: Fault) -> None:
+        """Stop the stream from outside (timeout, shutdown): the pump ends it with ``fault``."""
+        if self.fault is None:
+            self.fault = fault
+            self.upstream.content.set_exception(Aborted(fault))
+
+    def keepalive(self) -> None:
+        if self.resp is not None and (self._keepalive_task is None or self._keepalive_task.done()):
+            self._keepalive_task = asyncio.ensure_future(self._write_quietly(KEEPALIVE))
+
+    async def _write_quietly(self, data: bytes) -> None:
+        try:
+            await self.resp.write(data)
+        except (ConnectionError, RuntimeError, aiohttp.ClientConnectionResetError):
+            pass                    # the client left; the pump notices on its own
+
+    async def run(self) -> web.StreamResponse:
+        upstream = self.upstream
+        resp = self.resp = web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                              headers=response_headers(upstream.headers, streaming=True))
+        await resp.prepare(self.request)
+        chain = self.chain
+        ctx = chain.start(self.info)
+        process = chain.process
+        decoder = Decoder(self.cfg.limits.max_event_bytes)
+        log_bodies = self.cfg.log_bodies
+        events = patched = 0
+        last_ev = None
+        read = upstream.content.readany
+        try:
+            while True:
+                chunk = await read()
+                if not chunk:
+                    break
+                self.last = time.monotonic()
+                self.first = False
+                evs = decoder.feed(chunk)
+                if evs:
+                    if len(evs) == 1:
+                        ev = evs[0]
+                        out = process(ev, ctx)
+                        patched += out is not ev.raw
+                    else:
+                        pieces = []
+                        for ev in evs:
+                            piece = process(ev, ctx)
+                            patched += piece is not ev.raw
+                            pieces.append(piece)
+                        out = b"".join(pieces)
+                    events += len(evs)
+                    if log_bodies:
+                        log.info("stream %s out: %r", self.info.path, out)
+                    await resp.write(out)
+                if decoder.overflow:
+                    self.fault = Fault("event_too_large",
+                                       f"an upstream event exceeded limits.max_event_bytes "
+                                       f"({self.cfg.limits.max_event_bytes} bytes)")
+                    self.metrics.events.labels(chain.endpoint, "too_large").inc()
+                    break
+            if self.fault is None:
+                for ev in decoder.close():
+                    last_ev = ev
+                    events += 1
+                    out = process(ev, ctx)
+                    patched += out is not ev.raw
+                    await resp.write(out)
+        except Aborted:
+            pass                                 # self.fault was set by abort()
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
+                aiohttp.ClientOSError) as exc:
+            self.fault = Fault("upstream_disconnected",
+                               f"the upstream closed the stream before it was complete ({exc})")
+        except TimeoutError:
+            self.fault = Fault("upstream_idle_timeout", "the upstream stopped sending")
+        except (ConnectionError, asyncio.CancelledError, aiohttp.ClientConnectionResetError):
+            self.metrics.client_disconnects.inc()
+            upstream.close()          # release the backend's slot now, not at the next read
+            self.metrics.stream_done(chain.endpoint, ctx, events, patched)
+            raise
+        if self.fault is not None:
+            ctx.fault = self.fault
+            upstream.close()
+            self.metrics.upstream_errors.labels(self.fault.code).inc()
+            log.warning("stream %s ended early after %d events: %s: %s", self.info.path, events,
+                        self.fault.code, self.fault.message)
+        tail = chain.finish(ctx, last_ev)
+        self.metrics.stream_done(chain.endpoint, ctx, events, patched)
+        if tail:
+            await resp.write(tail)
+        await resp.write_eof()
+        return resp
+
+
+class Watch:
+    """Timeouts and keepalives for every open stream, from one task per app."""
+
+    def __init__(self, cfg: Config):
+        t = cfg.timeouts
+        self.first_byte = t.first_byte
+        self.idle = t.idle
+        self.keepalive = t.keepalive
+        limits = [x for x in (t.first_byte, t.idle, t.keepalive) if x]
+        self.tick = min(1.0, max(0.02, min(limits) / 5)) if limits else 1.0
+        self.pumps: set[Pump] = set()
+        self._task: asyncio.Task | None = None
+
+    def add(self, pump: Pump) -> None:
+        self.pumps.add(pump)
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    def discard(self, pump: Pump) -> None:
+        self.pumps.discard(pump)
+
+    def abort_all(self, fault: Fault) -> None:
+        for pump in list(self.pumps):
+            pump.abort(fault)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while self.pumps:
+            await asyncio.sleep(self.tick)
+            now = time.monotonic()
+            for pump in list(self.pumps):
+                if pump.fault is not None:
+                    continue
+                if pump.first:
+                    if self.first_byte and now - pump.sent_at >= self.first_byte:
+                        pump.abort(Fault("upstream_timeout",
+                                         f"no data from the upstream within timeouts.first_byte "
+                                         f"({self.first_byte:g} s)"))
+                        continue
+                elif self.idle and now - pump.last >= self.idle:
+                    pump.abort(Fault("upstream_idle_timeout",
+                                     f"the upstream sent nothing for timeouts.idle "
+                                     f"({self.idle:g} s)"))
+                    continue
+                if self.keepalive and now - max(pump.last, pump.quiet) >= self.keepalive:
+                    pump.quiet = now
+                    pump.keepalive()

@@ -1,0 +1,109 @@
+"""Fake upstreams that misbehave on purpose: the fault-injection side of the tests.
+
+``Scripted`` answers every request with a script of steps - bytes to write, pauses,
+and an ending (clean EOF, a reset, or holding the connection open) - and records
+what it was sent, byte for byte.  ``SilentTCP`` is a raw socket server that reads a
+request and never answers, noting the moment the proxy hangs up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+
+def sse(obj, event: str | None = None) -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def resp_events(n: int = 3) -> list[bytes]:
+    """A llama-server-like Responses stream prefix: created, then text deltas (no completed)."""
+    out = [sse({"type": "response.created", "response": {"id": "resp_x", "status": "in_progress"}},
+               "response.created")]
+    for i in range(n):
+        out.append(sse({"type": "response.output_text.delta", "item_id": "msg_1",
+                        "delta": f"t{i}"}, "response.output_text.delta"))
+    return out
+
+
+def chat_events(n: int = 3) -> list[bytes]:
+    return [sse({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": f"t{i}"}, "finish_reason": None}]})
+            for i in range(n)]
+
+
+class Scripted:
+    """steps: bytes (written), float (a pause in seconds), or an ending: "eof" (clean end),
+    "reset" (the connection dropped mid-body), "hold" (never finish).  A dict of such
+    lists picks one by the request's "model"."""
+
+    def __init__(self, steps=(), status: int = 200, content_type: str = "text/event-stream",
+                 headers_delay: float = 0.0):
+        self.steps = steps if isinstance(steps, dict) else list(steps)
+        self.status = status
+        self.content_type = content_type
+        self.headers_delay = headers_delay
+        self.received: list[tuple[str, str, dict, bytes]] = []  # method, raw path, headers, body
+        self.closed = asyncio.Event()          # the proxy went away mid-response
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+
+    async def handle(self, request: web.Request):
+        body = await request.read()
+        self.received.append((request.method, request.raw_path, dict(request.headers), body))
+        if self.headers_delay:
+            await asyncio.sleep(self.headers_delay)
+        resp = web.StreamResponse(status=self.status, headers={"Content-Type": self.content_type})
+        await resp.prepare(request)
+        steps = self.steps
+        if isinstance(steps, dict):
+            steps = steps[json.loads(body)["model"]]
+        try:
+            for step in steps:
+                if isinstance(step, bytes):
+                    await resp.write(step)
+                elif isinstance(step, (int, float)):
+                    await asyncio.sleep(step)
+                elif step == "reset":
+                    request.transport.abort()     # no terminating chunk: a broken body
+                    return resp
+                elif step == "hold":
+                    await asyncio.sleep(3600)
+        except (ConnectionError, asyncio.CancelledError):
+            self.closed.set()
+            raise
+        await resp.write_eof()
+        return resp
+
+
+class SilentTCP:
+    """Accepts a connection, reads, never answers; records when the peer closes."""
+
+    def __init__(self):
+        self.connected = asyncio.Event()
+        self.closed_at: float | None = None
+        self.closed = asyncio.Event()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> str:
+        loop = asyncio.get_running_loop()
+        outer = self
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport):
+                outer.connected.set()
+
+            def connection_lost(self, exc):
+                outer.closed_at = loop.time()
+                outer.closed.set()
+
+        self.server = await loop.create_server(Proto, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def close(self):
+        if self.server is not None:
+            self.server.close()
