@@ -14,7 +14,7 @@ import logging
 import orjson
 
 from .rules.base import RequestInfo, Rule, StreamContext
-from .sse import Decoder, Event, encode, reencode
+from .sse import Decoder, Event, Region, encode, reencode
 
 log = logging.getLogger("sse_fixup.chain")
 
@@ -39,17 +39,84 @@ class StreamChain:
         self.endpoint = endpoint
         self.rules = list(rules)
         self.named_events = endpoint == "responses"   # Responses events carry an event: line
+        # event name -> the rules that may want it, in chain order, each with "must ask":
+        # a rule with only the default wants() is decided by its types, without a call
+        self._plans: dict[str | None, tuple] = {}
+        # every rule can vouch for a whole read at once: then the read may skip decoding
+        self._regional = bool(self.rules) and all(r.region_ok is not None for r in self.rules)
 
     def start(self, request: RequestInfo) -> StreamContext:
         return StreamContext(request)
 
+    def feed(self, decoder: Decoder, chunk: bytes, ctx: StreamContext) -> bytes:
+        """One upstream read in, the bytes to send for it out (possibly empty).
+
+        The byte-copy path: the read's complete events (from the decoder's next event
+        boundary on) go out as they came, undecoded, if every rule vouches from the raw
+        bytes that it would touch none of them (``Rule.region_ok``); a run that fails is
+        halved until the events that need the rules are found.
+        """
+        if self._regional and b"\r" not in chunk:
+            start = decoder.boundary(chunk)
+            # complete events only, and not [DONE]: the rules' on_done hooks run before it
+            done = chunk.find(b"data: [DONE]")
+            end = chunk.rfind(b"\n\n", 0, done if done >= 0 else len(chunk)) + 2
+            if 0 <= start < end:
+                head = self._decode(decoder, chunk[:start], ctx) if start else b""
+                body = self._span(decoder, chunk[start:end] if start or end < len(chunk) else chunk, ctx)
+                tail = self._decode(decoder, chunk[end:], ctx) if end < len(chunk) else b""
+                return head + body + tail if head or tail else body
+        return self._decode(decoder, chunk, ctx)
+
+    def _span(self, decoder: Decoder, span: bytes, ctx: StreamContext, depth: int = 0) -> bytes:
+        """Complete events from a boundary: as they are if every rule vouches for them, else
+        halved until the events that need the rules are found (and decoded)."""
+        region = Region(span)
+        n = region.n
+        if n and all(r.region_ok(region, ctx) for r in self.rules):
+            ctx.events += n
+            return span
+        if n > 4 and depth < 16:
+            mid = span.find(b"\n\n", len(span) // 2) + 2
+            if 1 < mid < len(span):
+                left = self._span(decoder, span[:mid], ctx, depth + 1)   # its state first
+                return left + self._span(decoder, span[mid:], ctx, depth + 1)
+        return self._decode(decoder, span, ctx)
+
+    def _decode(self, decoder: Decoder, chunk: bytes, ctx: StreamContext) -> bytes:
+        evs = decoder.feed(chunk)
+        if not evs:
+            return b""
+        process = self.process
+        if len(evs) == 1:
+            ev = evs[0]
+            out = process(ev, ctx)
+            ctx.events += 1
+            ctx.patched += out is not ev.raw
+            return out
+        pieces = []
+        patched = 0
+        for ev in evs:
+            piece = process(ev, ctx)
+            patched += piece is not ev.raw
+            pieces.append(piece)
+        ctx.events += len(evs)
+        ctx.patched += patched
+        return b"".join(pieces)
+
     def process(self, ev: Event, ctx: StreamContext) -> bytes:
-        if ev.data is None:
+        data = ev.data
+        if data is None:
             return ev.raw                               # comment, blank line, retry/id only
-        if ev.data == b"[DONE]":
+        if data == b"[DONE]":
             ctx.done_seen = True
             return self._before_done(ev, ctx)
-        wanted = [r for r in self.rules if r.wants(ev, ctx)]
+        plan = self._plans.get(ev.event)
+        if plan is None:
+            plan = self._plan(ev.event)
+        if not plan:
+            return ev.raw
+        wanted = [r for r, ask in plan if not ask or r.wants(ev, ctx)]
         if not wanted:
             return ev.raw
         obj = ev.json
@@ -63,6 +130,18 @@ class StreamChain:
         if out is None:
             return ev.raw
         return self._encode(out, ev, obj)
+
+    def _plan(self, name: str | None) -> tuple:
+        plan = []
+        for rule in self.rules:
+            if type(rule).wants is not Rule.wants:
+                plan.append((rule, True))
+            elif rule.types is None or name is None or name in rule.types:
+                plan.append((rule, False))
+        plan = tuple(plan)
+        if len(self._plans) < 256:          # names come from upstream: keep the map bounded
+            self._plans[name] = plan
+        return plan
 
     def finish(self, ctx: StreamContext, last: Event | None = None) -> bytes:
         """Events the rules add at upstream EOF."""
@@ -87,9 +166,9 @@ class StreamChain:
         decoder = Decoder()
         last = None
         for chunk in chunks:
-            out = [self.process(ev, ctx) for ev in decoder.feed(chunk)]
+            out = self.feed(decoder, chunk, ctx)
             if out:
-                yield b"".join(out)
+                yield out
         for ev in decoder.close():
             last = ev
             yield self.process(ev, ctx)
@@ -155,6 +234,8 @@ class StreamChain:
         return [obj] if changed else None
 
     def _encode(self, out: list, ev: Event, obj: dict) -> bytes:
+        if len(out) == 1 and out[0] is obj:
+            return reencode(ev, orjson.dumps(obj))
         pieces = []
         for item in out:
             if isinstance(item, _Unchanged):

@@ -31,7 +31,8 @@ class Metrics:
                                           registry=r)
         self.active_streams = Gauge("sse_fixup_active_streams", "Streams in flight", registry=r)
 
-    def stream_done(self, endpoint: str, ctx: StreamContext, events: int, patched: int) -> None:
+    def stream_done(self, endpoint: str, ctx: StreamContext) -> None:
+        events, patched = ctx.events, ctx.patched
         self.events.labels(endpoint, "passed").inc(events - patched - ctx.non_json)
         if patched:
             self.events.labels(endpoint, "patched").inc(patched)

@@ -28,7 +28,8 @@ async def serve(cfg: Config, *, reuse_port: bool = False, announce=print) -> Non
                            handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, cfg.host, cfg.port, reuse_port=reuse_port or None)
+        site = web.TCPSite(runner, cfg.host, cfg.port, reuse_port=reuse_port or None,
+                           backlog=4096)   # 500 clients opening at once must not wait on SYN retries
         await site.start()
         announce(f"sse-fixup: listening on http://{cfg.host}:{cfg.port} -> {cfg.upstream} "
                  f"(presets: {', '.join(cfg.presets) or 'none'})")

@@ -21,6 +21,7 @@ import orjson
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
 _NOT_PARSED = object()
+_NAMES: dict[bytes, str] = {}   # event names seen, decoded once (a stream repeats a few dozen)
 
 
 class Event:
@@ -62,6 +63,33 @@ class Event:
         return f"Event(event={self.event!r}, data={self.data!r})"
 
 
+class Region:
+    """A run of complete events, undecoded, for the byte-copy path: ``n`` data events, and
+    byte counts memoised so that rules asking about the same needle share one scan."""
+
+    __slots__ = ("data", "n", "_counts")
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.n = data.count(b"\ndata:") + (data[:5] == b"data:")
+        self._counts: dict[bytes, int] = {}
+
+    def count(self, needle: bytes) -> int:
+        c = self._counts.get(needle)
+        if c is None:
+            c = self._counts[needle] = self.data.count(needle)
+        return c
+
+    def has(self, needle: bytes) -> bool:
+        c = self._counts.get(needle)
+        return needle in self.data if c is None else c > 0
+
+    def each(self, needle: bytes) -> bool:
+        """``needle`` as often as there are events (once in each, for needles that can only
+        appear once in an event)."""
+        return self.count(needle) == self.n
+
+
 class Decoder:
     """Feed bytes in any chunking; get complete events out as soon as they end."""
 
@@ -85,6 +113,79 @@ class Decoder:
     def feed(self, chunk: bytes) -> list[Event]:
         if not chunk or self.overflow:
             return []
+        if self._started and not self._skip_lf and b"\r" not in chunk:
+            if not self._tail and not self._raw:
+                return self._feed_lf(chunk)
+            i = self.boundary(chunk)
+            if 0 < i < len(chunk):              # finish the pending event, then block-wise
+                events = self._feed(chunk[:i])
+                if not self.overflow:
+                    events.extend(self._feed_lf(chunk[i:]))
+                return events
+        return self._feed(chunk)
+
+    @property
+    def clean(self) -> bool:
+        """On an event boundary, nothing pending: the next byte starts a new event."""
+        return self._started and not self._tail and not self._raw and not self._skip_lf \
+            and not self.overflow
+
+    def boundary(self, chunk: bytes) -> int:
+        """Where in ``chunk`` (LF endings only) the pending event ends: after feeding
+        ``chunk[:i]`` the decoder is ``clean``.  0 when already clean, -1 when not in it."""
+        if self._tail or self._raw:
+            if not self._tail and chunk[:1] == b"\n":
+                return 1                      # the blank line that ends the pending event
+            i = chunk.find(b"\n\n")
+            return i + 2 if i >= 0 else -1
+        if not self._started and len(chunk) >= 3 and not chunk.startswith(_BOM):
+            self._started = True               # what feed would decide: no BOM to skip
+        return 0 if self._started and not self._skip_lf and not self.overflow else -1
+
+    def _feed_lf(self, buf: bytes) -> list[Event]:
+        """The common case - LF line ends, starting on an event boundary - a block at a time.
+
+        Same events and raws as ``_feed``: a block is everything up to a blank line; a
+        blank line on its own is an event of its own.
+        """
+        events: list[Event] = []
+        pos = 0
+        end = buf.rfind(b"\n\n")
+        limit = self.max_event
+        while pos <= end:
+            if buf[pos] == 10:                      # a stray blank line
+                events.append(Event(b"\n"))
+                pos += 1
+                continue
+            i = buf.find(b"\n\n", pos)
+            raw = buf[pos:i + 2]
+            if limit is not None and len(raw) > limit:
+                return self._overflow(events)
+            j = buf.find(b"\n", pos, i)
+            if j < 0 and raw[:6] == b"data: ":                  # one data: line
+                events.append(Event(raw, None, buf[pos + 6:i], self._id))
+            elif j >= 0 and raw[:7] == b"event: " and buf.startswith(b"data: ", j + 1) \
+                    and buf.find(b"\n", j + 1, i) < 0:          # event: + one data: line
+                name = buf[pos + 7:j]
+                event = _NAMES.get(name)
+                if event is None:
+                    event = name.decode("utf-8", "replace")
+                    if len(_NAMES) < 1024:
+                        _NAMES[name] = event
+                events.append(Event(raw, event, buf[j + 7:i], self._id))
+            else:
+                for line in buf[pos:i].split(b"\n"):
+                    self._field(line)
+                data = self._data
+                events.append(Event(raw, self._event, b"\n".join(data) if data is not None else None,
+                                    self._id, self._retry))
+                self._event = self._data = self._retry = None
+            pos = i + 2
+        if pos < len(buf):
+            events.extend(self._feed(buf[pos:]))
+        return events
+
+    def _feed(self, chunk: bytes) -> list[Event]:
         events: list[Event] = []
         buf = self._tail + chunk if self._tail else chunk
         pos = 0
@@ -191,9 +292,16 @@ def reencode(ev: Event, data: bytes) -> bytes:
     The new payload takes the place of the first ``data:`` line; later ``data:`` lines
     of the same event are dropped.  An unterminated tail gets its blank line.
     """
+    raw = ev.raw
+    old = ev.data
+    # the common shape: LF endings, one data: line, last in the event - splice it
+    if old is not None and raw[-2:] == b"\n\n" and b"\n" not in old:
+        start = len(raw) - len(old) - 2
+        if start >= 6 and raw[start - 6:start] == b"data: " and (start == 6 or raw[start - 7] == 10) \
+                and b"\r" not in raw and b"\n" not in data:
+            return raw[:start] + data + b"\n\n"
     out: list[bytes] = []
     placed = False
-    raw = ev.raw
     pos = 0
     if raw.startswith(_BOM):
         out.append(_BOM)

@@ -86,12 +86,12 @@ class Pump:
         await resp.prepare(self.request)
         chain = self.chain
         ctx = chain.start(self.info)
-        process = chain.process
+        feed = chain.feed
         decoder = Decoder(self.cfg.limits.max_event_bytes)
         log_bodies = self.cfg.log_bodies
-        events = patched = 0
         last_ev = None
         read = upstream.content.readany
+        write = resp.write
         try:
             while True:
                 chunk = await read()
@@ -99,23 +99,11 @@ class Pump:
                     break
                 self.last = time.monotonic()
                 self.first = False
-                evs = decoder.feed(chunk)
-                if evs:
-                    if len(evs) == 1:
-                        ev = evs[0]
-                        out = process(ev, ctx)
-                        patched += out is not ev.raw
-                    else:
-                        pieces = []
-                        for ev in evs:
-                            piece = process(ev, ctx)
-                            patched += piece is not ev.raw
-                            pieces.append(piece)
-                        out = b"".join(pieces)
-                    events += len(evs)
+                out = feed(decoder, chunk, ctx)
+                if out:
                     if log_bodies:
                         log.info("stream %s out: %r", self.info.path, out)
-                    await resp.write(out)
+                    await write(out)
                 if decoder.overflow:
                     self.fault = Fault("event_too_large",
                                        f"an upstream event exceeded limits.max_event_bytes "
@@ -125,10 +113,10 @@ class Pump:
             if self.fault is None:
                 for ev in decoder.close():
                     last_ev = ev
-                    events += 1
-                    out = process(ev, ctx)
-                    patched += out is not ev.raw
-                    await resp.write(out)
+                    ctx.events += 1
+                    out = chain.process(ev, ctx)
+                    ctx.patched += out is not ev.raw
+                    await write(out)
         except Aborted:
             pass                                 # self.fault was set by abort()
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
@@ -140,16 +128,16 @@ class Pump:
         except (ConnectionError, asyncio.CancelledError, aiohttp.ClientConnectionResetError):
             self.metrics.client_disconnects.inc()
             upstream.close()          # release the backend's slot now, not at the next read
-            self.metrics.stream_done(chain.endpoint, ctx, events, patched)
+            self.metrics.stream_done(chain.endpoint, ctx)
             raise
         if self.fault is not None:
             ctx.fault = self.fault
             upstream.close()
             self.metrics.upstream_errors.labels(self.fault.code).inc()
-            log.warning("stream %s ended early after %d events: %s: %s", self.info.path, events,
+            log.warning("stream %s ended early after %d events: %s: %s", self.info.path, ctx.events,
                         self.fault.code, self.fault.message)
         tail = chain.finish(ctx, last_ev)
-        self.metrics.stream_done(chain.endpoint, ctx, events, patched)
+        self.metrics.stream_done(chain.endpoint, ctx)
         if tail:
             await resp.write(tail)
         await resp.write_eof()

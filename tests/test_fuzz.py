@@ -138,3 +138,22 @@ def test_responses_chain_any_events_any_split(evs, cuts, request):
 @given(events("chat"), st.lists(st.integers(0, 2000), max_size=10), REQUESTS)
 def test_chat_chain_any_events_any_split(evs, cuts, request):
     check_chain("chat", evs, cuts, request)
+
+
+CHUNK = (b'data: {"choices":[{"finish_reason":null,"index":0,"delta":{"content":"t%d"}}],'
+         b'"created":1,"id":"c1","model":"m","object":"chat.completion.chunk"}\n\n')
+
+
+@SETTINGS
+@given(st.integers(1, 60), st.lists(st.integers(0, 8000), max_size=12))
+def test_untouched_chat_stream_is_byte_identical_under_any_split(n, cuts):
+    """The byte-copy path (whole reads vouched for by every rule) loses and adds nothing."""
+    stream = b"".join(CHUNK % i for i in range(n)) + \
+        b'data: {"choices":[{"finish_reason":"stop","index":0,"delta":{}}],"created":1,"id":"c1",' \
+        b'"model":"m","object":"chat.completion.chunk"}\n\ndata: [DONE]\n\n'
+    chain = Config().build_chains()[("chat", "stream")]
+    ctx = chain.start(RequestInfo("chat", "/v1/x", None))
+    decoder = Decoder()
+    out = b"".join(chain.feed(decoder, c, ctx) for c in split(stream, cuts))
+    assert out == stream
+    assert decoder.close() == [] and ctx.events == n + 2 and ctx.patched == 0

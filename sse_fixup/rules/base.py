@@ -56,7 +56,7 @@ class StreamContext:
     """Per-stream state: one per proxied response, shared by the rules of one chain."""
 
     __slots__ = ("request", "started", "state", "applied", "failures", "non_json", "done_seen",
-                 "fault")
+                 "fault", "events", "patched")
 
     def __init__(self, request: RequestInfo):
         self.request = request
@@ -67,6 +67,8 @@ class StreamContext:
         self.non_json = 0                     # events passed on because they were not JSON
         self.done_seen = False                # chat: upstream sent data: [DONE]
         self.fault: Fault | None = None       # set when the stream is cut short (see stream.py)
+        self.events = 0                       # events seen
+        self.patched = 0                      # events sent changed
 
     def mark(self, rule_name: str) -> None:
         self.applied[rule_name] = self.applied.get(rule_name, 0) + 1
@@ -104,6 +106,11 @@ class Rule:
     @classmethod
     def summary(cls) -> str:
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    # Optional, for the byte-copy path: ``region_ok(region, ctx)`` is True when, from the raw
+    # bytes alone, the rule would want none of the ``region.n`` data events in ``region`` (a
+    # ``sse.Region``: complete LF-terminated events).  None (the default): cannot tell.
+    region_ok = None
 
     def wants(self, ev: Event, ctx: StreamContext) -> bool:
         """Cheap, before parsing: could this rule touch ``ev``?  False must be certain."""

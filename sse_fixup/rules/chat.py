@@ -36,6 +36,10 @@ class Envelope(Rule):
                 return True
         return False
 
+    def region_ok(self, region, ctx):
+        needles = self.state(ctx)["needles"]
+        return needles is not None and all(region.each(nd) for nd in needles)
+
     def apply(self, obj: dict, ctx: StreamContext):
         if not _is_chunk(obj):
             return False            # error chunks keep their own shape
@@ -73,6 +77,9 @@ class ChoiceIndex(Rule):
         data = ev.data
         return b'"index"' not in data or b'"tool_calls"' in data
 
+    def region_ok(self, region, ctx):
+        return not region.has(b'"tool_calls"') and region.each(b'"index"')
+
     def apply(self, obj: dict, ctx: StreamContext):
         changed = False
         choices = obj.get("choices")
@@ -92,6 +99,9 @@ class ToolCallDeltas(Rule):
 
     def wants(self, ev, ctx):
         return b'"tool_calls"' in ev.data
+
+    def region_ok(self, region, ctx):
+        return not region.has(b'"tool_calls"')
 
     def new_state(self):
         # choice index -> {"by_index": {tool index: id}, "by_id": {id: tool index}, "last": index}
@@ -190,6 +200,10 @@ class FinishReason(Rule):
         return (b'"tool_calls"' in data or b"finish_reason" in data
                 and b'"finish_reason":null' not in data) or not self.state(ctx)["chunks"]
 
+    def region_ok(self, region, ctx):
+        return bool(self.state(ctx)["chunks"]) and not region.has(b'"tool_calls"') \
+            and region.count(b"finish_reason") == region.count(b'"finish_reason":null')
+
     def apply(self, obj: dict, ctx: StreamContext):
         st = self.state(ctx)
         changed = False
@@ -236,6 +250,9 @@ class Done(Rule):
 
     def wants(self, ev, ctx):
         return False
+
+    def region_ok(self, region, ctx):
+        return True
 
     def apply(self, obj: dict, ctx: StreamContext):
         return False

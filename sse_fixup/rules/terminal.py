@@ -71,6 +71,10 @@ class ChatTerminal(Rule):
         return b"finish_reason" in data and b'"finish_reason":null' not in data \
             or b'"error"' in data
 
+    def region_ok(self, region, ctx):
+        return not region.has(b'"error"') \
+            and region.count(b"finish_reason") == region.count(b'"finish_reason":null')
+
     def apply(self, obj: dict, ctx: StreamContext):
         st = self.state(ctx)
         if obj.get("error"):
