@@ -130,9 +130,10 @@ class Target:
             conf = Path(self.tmp) / "nginx.conf"
             conf.write_text(NGINX_CONF.format(tmp=self.tmp, upstream=self.upstream_port, port=self.port))
             cmd = [ensure_nginx(), "-c", str(conf), "-p", self.tmp, "-g", "daemon off;"]
-        else:
+        else:                  # sse-fixup, or sse-fixup-asyncio / sse-fixup-uvloop: that loop
+            loop = ["--loop", self.name.rsplit("-", 1)[1]] if self.name.count("-") == 2 else []
             cmd = [PY, "-m", "sse_fixup", "--upstream", up, "--port", str(self.port),
-                   "--log-level", "warning", *self.extra]
+                   "--log-level", "warning", *loop, *self.extra]
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, env=env, preexec_fn=pinned(self.core),
                                      stdout=subprocess.DEVNULL)
@@ -229,7 +230,7 @@ def main() -> None:
         flip = False
         for scen in args.scenarios.split(","):
             if scen == "e":
-                for name in [t for t in targets if t in ("bytecopy", "sse-fixup")]:
+                for name in [t for t in targets if t == "bytecopy" or t.startswith("sse-fixup")]:
                     t = Target(name, up_port, pcore, args.sse_fixup_args.split())
                     r = cold_start(t, pcore)
                     results.append({"scenario": "e cold start to first reply", "target": name, **r})

@@ -1,10 +1,16 @@
 """The rule chain: where an event is patched.
 
-``StreamChain.process`` takes one decoded event and returns the bytes to send for it.
-The common case costs no parse at all: if no rule ``wants`` the event, its raw bytes
-go out as they came.  Otherwise the JSON is parsed once, every interested rule runs on
-the same dict, and it is encoded once.  A rule that raises leaves the event as it came
-(logged once per stream, counted).
+``StreamChain.feed`` takes one upstream read and returns the bytes to send for it, at
+three costs, cheapest first:
+
+1. byte copy - the rules vouch from the raw bytes that they touch none of the read's
+   complete events (``Rule.region_ok``): they go out undecoded;
+2. decoded, not parsed - no rule ``wants`` an event (by its name or a byte needle):
+   its raw bytes go out;
+3. patched - the JSON is parsed once, every interested rule runs on the same dict, and
+   it is encoded once, replacing only the ``data:`` line.
+
+A rule that raises leaves the event as it came (logged once per stream, counted).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ class StreamChain:
         # a rule with only the default wants() is decided by its types, without a call
         self._plans: dict[str | None, tuple] = {}
         # every rule can vouch for a whole read at once: then the read may skip decoding
-        self._regional = bool(self.rules) and all(r.region_ok is not None for r in self.rules)
+        self._regional = all(r.region_ok is not None for r in self.rules)
 
     def start(self, request: RequestInfo) -> StreamContext:
         return StreamContext(request)
@@ -216,7 +222,8 @@ class StreamChain:
                 raise RuleFailed from exc
             if res is True:
                 changed = True
-                ctx.mark(rule.name)
+                applied = ctx.applied
+                applied[rule.name] = applied.get(rule.name, 0) + 1
                 typ = obj.get("type")
             elif isinstance(res, list):
                 ctx.mark(rule.name)

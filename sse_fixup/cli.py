@@ -24,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", metavar="H", help=f"listen address (default {DEFAULT_HOST})")
     serve.add_argument("--port", metavar="P", type=int, help=f"listen port (default {DEFAULT_PORT})")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--workers", metavar="N", type=int,
+                       help="processes sharing the port (default 1; each uses one core)")
+    serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"),
+                       help="event loop (default auto: uvloop when installed)")
     replay = sub.add_parser("replay", help="print what the proxy would send for a captured body")
     replay.add_argument("file", metavar="FILE", help="captured SSE stream or JSON body; - for stdin")
     replay.add_argument("--endpoint", required=True, choices=("responses", "chat"))
@@ -69,17 +73,28 @@ def cmd_serve(args) -> int:
     cfg.auth.api_keys += [k.strip() for k in env_keys.split(",") if k.strip()]
     logging.basicConfig(level=cfg.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import asyncio
-
-    from .server import serve
+    if args.loop:
+        cfg.event_loop = args.loop
+    workers = args.workers if args.workers is not None else cfg.workers
+    if workers < 1:
+        raise ConfigError(f"--workers: must be at least 1, got {workers}")
+    tmp = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # before prometheus_client is imported: it picks its value store at import time
+        import tempfile
+        tmp = tempfile.TemporaryDirectory(prefix="sse-fixup-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tmp.name
+    from .server import run
 
     try:
-        asyncio.run(serve(cfg, announce=lambda msg: print(msg, flush=True)))
+        return run(cfg, workers, announce=lambda msg: print(msg, flush=True))
     except OSError as exc:          # port taken, address not available
         print(f"sse-fixup: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}",
               file=sys.stderr)
         return 1
-    return 0
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
 
 
 def _flag_error(flag: str):

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
-
 from .chain import BodyChain, StreamChain
 from .presets import DEFAULT_PRESETS, PRESETS
 from .rules import BUILTIN
@@ -65,6 +63,8 @@ class Config:
     auth: Auth = field(default_factory=Auth)
     log_level: str = "info"
     log_bodies: bool = False
+    workers: int = 1
+    event_loop: str = "auto"          # auto (uvloop when installed) | asyncio | uvloop
     metrics: bool = True
     source: str | None = None
 
@@ -103,10 +103,6 @@ class _List(list):
     lines: list
 
 
-class _Loader(yaml.SafeLoader):
-    pass
-
-
 def _construct_map(loader, node):
     loader.flatten_mapping(node)
     out = _Map()
@@ -128,8 +124,22 @@ def _construct_list(loader, node):
     return out
 
 
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_list)
+def _loader_class():
+    """A SafeLoader that records line numbers; yaml is imported only when a file is read."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        class _Loader(yaml.SafeLoader):
+            pass
+
+        _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+        _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_list)
+        _LOADER = _Loader
+    return _LOADER
+
+
+_LOADER = None
 
 
 class _Checker:
@@ -168,7 +178,7 @@ def _join(where: str, key) -> str:
 
 
 TOP_KEYS = {"upstream", "listen", "presets", "disable", "rules", "timeouts", "limits", "auth",
-            "log_level", "log_bodies", "metrics"}
+            "log_level", "log_bodies", "metrics", "workers", "event_loop"}
 TIMEOUT_KEYS = {"connect", "first_byte", "idle", "keepalive", "shutdown_grace"}
 RULE_KEYS = {"name", "match", "stage", "set", "default", "copy", "rename", "delete", "counter",
              "now", "from_request"}
@@ -188,7 +198,9 @@ def load(path: str | None) -> Config:
 
 
 def parse(text: str, source: str = "<config>") -> Config:
-    loader = _Loader(text)
+    import yaml
+
+    loader = _loader_class()(text)
     loader.name = source
     try:
         data = loader.get_single_data()
@@ -247,6 +259,15 @@ def parse(text: str, source: str = "<config>") -> Config:
             setattr(cfg.limits, key, value)
     if "auth" in data:
         _auth(ck, ck.typed(data, "auth", dict, "", "a mapping"), cfg.auth)
+    if "workers" in data:
+        cfg.workers = ck.typed(data, "workers", int, "", "a number of processes")
+        if cfg.workers < 1:
+            ck.fail(data.lines["workers"], "workers", f"must be at least 1, got {cfg.workers}")
+    if "event_loop" in data:
+        loop = ck.typed(data, "event_loop", str, "", "auto, asyncio or uvloop")
+        if loop not in ("auto", "asyncio", "uvloop"):
+            ck.fail(data.lines["event_loop"], "event_loop", f"must be auto, asyncio or uvloop; got {loop!r}")
+        cfg.event_loop = loop
     if "log_bodies" in data:
         cfg.log_bodies = ck.typed(data, "log_bodies", bool, "", "true or false")
     if "log_level" in data:

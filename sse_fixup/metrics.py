@@ -3,6 +3,8 @@ when the stream ends, so the per-event hot path never touches a metric object.""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -29,7 +31,8 @@ class Metrics:
         self.client_disconnects = Counter("sse_fixup_client_disconnects",
                                           "Streams the client left early (upstream cancelled)",
                                           registry=r)
-        self.active_streams = Gauge("sse_fixup_active_streams", "Streams in flight", registry=r)
+        self.active_streams = Gauge("sse_fixup_active_streams", "Streams in flight", registry=r,
+                                    multiprocess_mode="livesum")
 
     def stream_done(self, endpoint: str, ctx: StreamContext) -> None:
         events, patched = ctx.events, ctx.patched
@@ -47,4 +50,9 @@ class Metrics:
             self.rule_failures.labels(name).inc()
 
     def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):      # --workers N: the sum of all
+            from prometheus_client import multiprocess
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)

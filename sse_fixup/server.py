@@ -9,17 +9,113 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import time
 
 from aiohttp import web
 
-from .config import Config
+from .config import Config, ConfigError
 from .proxy import INFLIGHT, WATCH, create_app
 from .rules.base import Fault
 
 log = logging.getLogger("sse_fixup.server")
 
 SHUTDOWN = Fault("proxy_shutdown", "the proxy is shutting down")
+
+
+def loop_factory(choice: str):
+    """``auto``: uvloop when installed (the ``uvloop`` extra), else asyncio's own loop."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("event_loop: uvloop is not installed (pip install 'sse-fixup[uvloop]')")
+        return None
+    return uvloop.new_event_loop
+
+
+def run_loop(coro, choice: str) -> None:
+    with asyncio.Runner(loop_factory=loop_factory(choice)) as runner:
+        runner.run(coro)
+
+
+def run(cfg: Config, workers: int = 1, announce=print) -> int:
+    """Serve until SIGTERM/SIGINT; with ``workers`` > 1, that many processes share the port."""
+    loop_factory(cfg.event_loop)           # fail early if uvloop was asked for and is missing
+    if workers <= 1:
+        run_loop(serve(cfg, announce=announce), cfg.event_loop)
+        return 0
+    return supervise(cfg, workers, announce)
+
+
+def supervise(cfg: Config, workers: int, announce) -> int:
+    """Fork ``workers`` processes that all listen on the port (SO_REUSEPORT: the kernel
+    spreads connections), forward SIGTERM/SIGINT to them, restart one that dies.
+
+    Metrics stay whole: the caller set PROMETHEUS_MULTIPROC_DIR before prometheus_client
+    was imported, so every worker writes its own file and any worker serves the sum.
+    """
+    from prometheus_client import multiprocess
+
+    children: dict[int, float] = {}
+    stopping = False
+    quick_deaths = 0
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:                                   # the worker
+            code = 0
+            try:
+                say = announce if index == 0 else (lambda msg: None)
+                run_loop(serve(cfg, reuse_port=True,
+                               announce=lambda msg: say(f"{msg} [{workers} workers]")),
+                         cfg.event_loop)
+            except OSError as exc:
+                log.error("worker %d cannot listen on %s:%d: %s", os.getpid(), cfg.host, cfg.port,
+                          exc.strerror or exc)
+                code = 3
+            except BaseException:                      # noqa: BLE001 - report, then exit non-zero
+                log.exception("worker %d failed", os.getpid())
+                code = 1
+            os._exit(code)
+        children[pid] = time.monotonic()
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for i in range(workers):
+        spawn(i)
+    failed = False
+    while children:
+        pid, status = os.wait()
+        started = children.pop(pid, None)
+        if started is None:
+            continue
+        multiprocess.mark_process_dead(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            failed |= code != 0
+            continue
+        log.warning("worker %d exited with %d; starting another", pid, code)
+        quick_deaths = quick_deaths + 1 if time.monotonic() - started < 2 else 0
+        if quick_deaths >= 3 or code == 3:
+            log.error("workers keep failing at start; giving up")
+            stop(signal.SIGTERM, None)
+            failed = True
+            continue
+        spawn(len(children) + 1)
+    return 1 if failed else 0
 
 
 async def serve(cfg: Config, *, reuse_port: bool = False, announce=print) -> None:
@@ -31,8 +127,9 @@ async def serve(cfg: Config, *, reuse_port: bool = False, announce=print) -> Non
         site = web.TCPSite(runner, cfg.host, cfg.port, reuse_port=reuse_port or None,
                            backlog=4096)   # 500 clients opening at once must not wait on SYN retries
         await site.start()
+        loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
         announce(f"sse-fixup: listening on http://{cfg.host}:{cfg.port} -> {cfg.upstream} "
-                 f"(presets: {', '.join(cfg.presets) or 'none'})")
+                 f"(presets: {', '.join(cfg.presets) or 'none'}; {loop_name} loop)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
