@@ -9,7 +9,11 @@ has an empty value; one leading space after the colon is dropped.
 Unlike a client-side parser, this decoder is for a proxy: every ``Event`` keeps the
 exact bytes it was decoded from (``raw``), comments and unknown fields included, so
 an event no rule touches is written out byte for byte.  The concatenation of all
-``raw`` values always equals the input.
+``raw`` values always equals the input, however it is split into chunks: a CR at the
+very end of a chunk is held until the next byte says whether it began a CRLF.
+
+Most streams are LF-only and start each read on an event boundary; ``_feed_lf`` takes
+those a whole event at a time, ``_feed`` (line by line) everything else.
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ class Region:
 class Decoder:
     """Feed bytes in any chunking; get complete events out as soon as they end."""
 
-    __slots__ = ("_tail", "_raw", "_event", "_data", "_id", "_retry", "_skip_lf", "_started",
+    __slots__ = ("_tail", "_raw", "_event", "_data", "_id", "_retry", "_started",
                  "max_event", "overflow")
 
     def __init__(self, max_event: int | None = None) -> None:
@@ -107,13 +111,12 @@ class Decoder:
         self._data: list[bytes] | None = None
         self._id: str | None = None
         self._retry: int | None = None
-        self._skip_lf = False   # last chunk ended in CR: a leading LF completes that CRLF
         self._started = False   # BOM check done
 
     def feed(self, chunk: bytes) -> list[Event]:
         if not chunk or self.overflow:
             return []
-        if self._started and not self._skip_lf and b"\r" not in chunk:
+        if self._started and b"\r" not in chunk:
             if not self._tail and not self._raw:
                 return self._feed_lf(chunk)
             i = self.boundary(chunk)
@@ -127,8 +130,7 @@ class Decoder:
     @property
     def clean(self) -> bool:
         """On an event boundary, nothing pending: the next byte starts a new event."""
-        return self._started and not self._tail and not self._raw and not self._skip_lf \
-            and not self.overflow
+        return self._started and not self._tail and not self._raw and not self.overflow
 
     def boundary(self, chunk: bytes) -> int:
         """Where in ``chunk`` (LF endings only) the pending event ends: after feeding
@@ -140,7 +142,7 @@ class Decoder:
             return i + 2 if i >= 0 else -1
         if not self._started and len(chunk) >= 3 and not chunk.startswith(_BOM):
             self._started = True               # what feed would decide: no BOM to skip
-        return 0 if self._started and not self._skip_lf and not self.overflow else -1
+        return 0 if self._started and not self.overflow else -1
 
     def _feed_lf(self, buf: bytes) -> list[Event]:
         """The common case - LF line ends, starting on an event boundary - a block at a time.
@@ -185,24 +187,21 @@ class Decoder:
             events.extend(self._feed(buf[pos:]))
         return events
 
-    def _feed(self, chunk: bytes) -> list[Event]:
+    def _feed(self, chunk: bytes, final: bool = False) -> list[Event]:
         events: list[Event] = []
         buf = self._tail + chunk if self._tail else chunk
         pos = 0
-        if self._skip_lf:
-            self._skip_lf = False
-            if buf[:1] == b"\n":
-                self._raw.append(b"\n")
-                pos = 1
         if not self._started:
-            if len(buf) - pos < 3 and _BOM.startswith(buf[pos:]):
+            if not final and len(buf) < 3 and _BOM.startswith(buf):
                 self._tail = buf
                 return events
             self._started = True
-            if buf.startswith(_BOM, pos):
+            if buf.startswith(_BOM):
                 self._raw.append(_BOM)
-                pos += 3
-        for m in _LINE_END.finditer(buf, pos):
+                pos = 3
+        # a CR at the very end may be the first half of a CRLF: wait for the next byte
+        stop = len(buf) - 1 if not final and buf[-1:] == b"\r" else len(buf)
+        for m in _LINE_END.finditer(buf, pos, stop):
             start = m.start()
             end = m.end()
             self._raw.append(buf[pos:end])
@@ -215,8 +214,6 @@ class Decoder:
             else:
                 self._field(buf[pos:start])
             pos = end
-        if buf[-1:] == b"\r":
-            self._skip_lf = True
         self._tail = buf[pos:]
         if self.max_event is not None and \
                 len(self._tail) + sum(map(len, self._raw)) > self.max_event:
@@ -234,16 +231,16 @@ class Decoder:
         """At EOF: whatever was not dispatched, as one unterminated event (never dropped)."""
         if self.overflow:
             return []
-        if self._tail:
+        events = self._feed(b"", final=True) if self._tail else []
+        if self._tail:                      # a last line without its line end
             self._field(self._tail)
             self._raw.append(self._tail)
             self._tail = b""
-        if not self._raw:
-            return []
-        ev = self._dispatch()
-        assert ev is not None
-        ev.terminated = False
-        return [ev]
+        if self._raw:
+            ev = self._dispatch()
+            ev.terminated = False
+            events.append(ev)
+        return events
 
     def _field(self, line: bytes) -> None:
         if line[:1] == b":":
