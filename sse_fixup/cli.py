@@ -26,8 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     serve.add_argument("--workers", metavar="N", type=int,
                        help="processes sharing the port (default 1; each uses one core)")
-    serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"),
-                       help="event loop (default auto: uvloop when installed)")
+    serve.add_argument("--loop", choices=("asyncio", "uvloop", "auto"),
+                       help="event loop (default asyncio; auto: uvloop when installed)")
     replay = sub.add_parser("replay", help="print what the proxy would send for a captured body")
     replay.add_argument("file", metavar="FILE", help="captured SSE stream or JSON body; - for stdin")
     replay.add_argument("--endpoint", required=True, choices=("responses", "chat"))

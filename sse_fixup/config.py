@@ -64,7 +64,7 @@ class Config:
     log_level: str = "info"
     log_bodies: bool = False
     workers: int = 1
-    event_loop: str = "auto"          # auto (uvloop when installed) | asyncio | uvloop
+    event_loop: str = "asyncio"       # asyncio | uvloop | auto (uvloop when installed)
     metrics: bool = True
     source: str | None = None
 

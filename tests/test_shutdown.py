@@ -6,6 +6,7 @@ import signal
 import sys
 
 import aiohttp
+import pytest
 
 from .test_faults import free_port, parse
 from .upstreams import Scripted, resp_events, sse
@@ -14,7 +15,8 @@ COMPLETED = sse({"type": "response.completed", "response": {"id": "resp_x", "sta
                 "response.completed")
 
 
-async def test_sigterm_drains_then_ends_open_streams_and_exits_0(aiohttp_server, tmp_path):
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_sigterm_drains_then_ends_open_streams_and_exits_0(aiohttp_server, tmp_path, loop):
     short = [resp_events(0)[0]] + [x for ev in resp_events(5)[1:] for x in (0.1, ev)] + [COMPLETED, "eof"]
     up = Scripted({"short": short, "long": [*resp_events(1), "hold"]})
     upserver = await aiohttp_server(up.app)
@@ -23,11 +25,12 @@ async def test_sigterm_drains_then_ends_open_streams_and_exits_0(aiohttp_server,
     cfg.write_text(f"upstream: {str(upserver.make_url('')).rstrip('/')}\n"
                    f"listen: {{port: {port}}}\ntimeouts: {{shutdown_grace: 1.5}}\n")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sse_fixup", "--config", str(cfg),
+        sys.executable, "-m", "sse_fixup", "--config", str(cfg), "--loop", loop,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 20)
         assert f"listening on http://127.0.0.1:{port}".encode() in line
+        assert f"{loop} loop".encode() in line
         url = f"http://127.0.0.1:{port}/v1/responses"
         async with aiohttp.ClientSession() as session:
             async def call(model):
