@@ -2,8 +2,9 @@
 
 Streams: every llama-server capture in tests/fixtures (replayed with its recorded write
 boundaries) and the bench upstream's chat and Responses streams (16 events per read).
-For each: decode only, decode + an empty chain (the pass-through floor), and decode +
-the default presets - the per-event cost the proxy adds before any I/O.
+For each: the decoder alone; the chain with no rules (the pass-through floor - it takes
+the byte-copy path, so it can cost less than decoding); and the default presets - the
+per-event cost the proxy adds before any I/O.
 
     python bench/micro.py [--seconds 0.5]
 """
@@ -59,7 +60,7 @@ def main() -> None:
     p.add_argument("-k", default="", help="only streams whose name contains this")
     args = p.parse_args()
     chains = Config().build_chains()
-    print(f"{'stream':<52} {'events':>6} {'decode':>9} {'+empty':>9} {'+default':>9}   µs/event")
+    print(f"{'stream':<52} {'events':>6} {'decode':>9} {'no rules':>9} {'default':>9}   µs/event")
     totals = [0.0, 0.0, 0.0, 0]
     for name, (endpoint, chunks, request) in bench_streams().items():
         if args.k not in name:
