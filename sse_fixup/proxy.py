@@ -147,6 +147,7 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
             up_cm = app[SESSION].request(request.method, url, headers=headers, data=data,
                                          timeout=timeout, allow_redirects=False)
             upstream = await up_cm.__aenter__()
+        data = None                 # sent: not kept for the length of a stream
     except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, aiohttp.InvalidURL,
             aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
         metrics.upstream_errors.labels("connect").inc()

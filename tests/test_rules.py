@@ -239,3 +239,11 @@ rules:
     data = b'data: {"choices":[{"finishReason":"stop"}],"timings":{}}\n\n'
     out = json.loads(b"".join(c.replay([data], RequestInfo("chat", "", {"model": "q"}))).split(b"\n")[0][6:])
     assert out == {"choices": [{"finish_reason": "stop"}], "model": "q"}
+
+
+def test_request_info_keeps_what_rules_read_not_the_conversation():
+    body = {"model": "m", "tools": [{"type": "function"}], "tool_choice": "required",
+            "messages": [{"role": "user", "content": "x" * 10000}], "input": "y", "instructions": "z"}
+    info = RequestInfo("chat", "/v1/chat/completions", body)
+    assert (info.model, info.tools, info.get("tool_choice")) == ("m", body["tools"], "required")
+    assert info.get("messages") is None and info.get("input") is None and info.get("instructions") is None

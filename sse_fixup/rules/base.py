@@ -20,15 +20,21 @@ replacement events (dicts, or ready-made SSE bytes) - 0..n, the event itself inc
 where it should stay."""
 
 
+CONVERSATION = frozenset({"messages", "input", "instructions", "prompt"})
+
+
 class RequestInfo:
-    """The parts of the client's request that rules may use."""
+    """The parts of the client's request that rules may use (all but the conversation)."""
 
     __slots__ = ("endpoint", "path", "model", "stream", "tools", "body")
 
     def __init__(self, endpoint: str, path: str = "", body: dict | None = None):
         self.endpoint = endpoint
         self.path = path
-        self.body = body if isinstance(body, dict) else {}
+        body = body if isinstance(body, dict) else {}
+        # the conversation can be megabytes and no rule reads it: not kept for the stream
+        self.body = {k: v for k, v in body.items() if k not in CONVERSATION} \
+            if CONVERSATION.intersection(body) else body
         model = self.body.get("model")
         self.model = model if isinstance(model, str) else None
         self.stream = bool(self.body.get("stream"))
