@@ -31,6 +31,7 @@ CHAINS = web.AppKey("chains", dict)
 METRICS = web.AppKey("metrics", Metrics)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 WATCH = web.AppKey("watch", Watch)
+CLIENT_TIMEOUT = web.AppKey("client_timeout", aiohttp.ClientTimeout)
 INFLIGHT = web.AppKey("inflight", set)
 
 
@@ -89,16 +90,46 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     denied = unauthorized(request)
     if denied is not None:
         return denied
+    app = request.app
     task = asyncio.current_task()
-    inflight = request.app[INFLIGHT]
+    inflight = app[INFLIGHT]
     inflight.add(task)
     try:
-        return await _proxy(request)
+        sent = await _send(request)      # its locals (headers, body, ...) end with it
+        if isinstance(sent, web.StreamResponse):
+            return sent
+        upstream, up_cm, endpoint, info, sent_at = sent
+        metrics = app[METRICS]
+        kind = "passthrough"
+        try:
+            ctype = upstream.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            ok = 200 <= upstream.status < 300 and not upstream.headers.get("Content-Encoding")
+            if endpoint is not None and ok and ctype == "text/event-stream":
+                kind = "stream"
+                pump = Pump(request, upstream, app[CHAINS][(endpoint, "stream")], info,
+                            app[CONFIG], metrics, sent_at)
+                watch = app[WATCH]
+                watch.add(pump)
+                metrics.active_streams.inc()
+                try:
+                    return await pump.run()
+                finally:
+                    metrics.active_streams.dec()
+                    watch.discard(pump)
+            if endpoint is not None and ok and ctype == "application/json":
+                kind = "body"
+                return await _body(request, upstream, app[CHAINS][(endpoint, "body")], info)
+            return await _passthrough(request, upstream)
+        finally:
+            metrics.requests.labels(endpoint or "other", kind, str(upstream.status)).inc()
+            await up_cm.__aexit__(None, None, None)
     finally:
         inflight.discard(task)
 
 
-async def _proxy(request: web.Request) -> web.StreamResponse:
+async def _send(request: web.Request):
+    """Forward the request: (upstream response, its context, endpoint, RequestInfo, time
+    sent), or the error response to give instead (401/413/502/504)."""
     app = request.app
     cfg = app[CONFIG]
     metrics = app[METRICS]
@@ -136,52 +167,25 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
     if cfg.log_bodies:
         log.info("request %s %s body: %r", request.method, path,
                  data if isinstance(data, bytes) else "<streamed>")
-    t = cfg.timeouts
-    # sock_read is only a backstop: the Watch enforces first_byte and idle on streams
-    backstop = max((x for x in (t.first_byte, t.idle) if x), default=None)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=backstop)
-    kind = "passthrough"
     sent_at = time.monotonic()
     try:
-        async with asyncio.timeout(t.first_byte):
+        async with asyncio.timeout(cfg.timeouts.first_byte):
             up_cm = app[SESSION].request(request.method, url, headers=headers, data=data,
-                                         timeout=timeout, allow_redirects=False)
+                                         timeout=app[CLIENT_TIMEOUT], allow_redirects=False)
             upstream = await up_cm.__aenter__()
-        data = None                 # sent: not kept for the length of a stream
     except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, aiohttp.InvalidURL,
             aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
         metrics.upstream_errors.labels("connect").inc()
-        metrics.requests.labels(endpoint or "other", kind, "502").inc()
+        metrics.requests.labels(endpoint or "other", "passthrough", "502").inc()
         log.warning("upstream %s unreachable: %s", cfg.upstream, exc)
         return error_response(502, f"sse-fixup: upstream {cfg.upstream} unreachable: {exc}",
                               "upstream_error", "upstream_unreachable")
     except (TimeoutError, aiohttp.ServerTimeoutError):
         metrics.upstream_errors.labels("first_byte_timeout").inc()
-        metrics.requests.labels(endpoint or "other", kind, "504").inc()
+        metrics.requests.labels(endpoint or "other", "passthrough", "504").inc()
         return error_response(504, f"sse-fixup: upstream {cfg.upstream} sent no response in time",
                               "upstream_error", "upstream_timeout")
-    try:
-        ctype = upstream.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        ok = 200 <= upstream.status < 300 and not upstream.headers.get("Content-Encoding")
-        if endpoint is not None and ok and ctype == "text/event-stream":
-            kind = "stream"
-            pump = Pump(request, upstream, app[CHAINS][(endpoint, "stream")], info, cfg, metrics,
-                        sent_at)
-            watch = app[WATCH]
-            watch.add(pump)
-            metrics.active_streams.inc()
-            try:
-                return await pump.run()
-            finally:
-                metrics.active_streams.dec()
-                watch.discard(pump)
-        if endpoint is not None and ok and ctype == "application/json":
-            kind = "body"
-            return await _body(request, upstream, app[CHAINS][(endpoint, "body")], info)
-        return await _passthrough(request, upstream)
-    finally:
-        metrics.requests.labels(endpoint or "other", kind, str(upstream.status)).inc()
-        await up_cm.__aexit__(None, None, None)
+    return upstream, up_cm, endpoint, info, sent_at
 
 
 async def _passthrough(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
@@ -230,6 +234,11 @@ def create_app(cfg: Config, metrics: Metrics | None = None) -> web.Application:
     app = web.Application(client_max_size=cfg.limits.max_request_bytes)
     app[CONFIG] = cfg
     app[WATCH] = Watch(cfg)
+    t = cfg.timeouts
+    # sock_read is only a backstop: the Watch enforces first_byte and idle on streams
+    app[CLIENT_TIMEOUT] = aiohttp.ClientTimeout(
+        total=None, sock_connect=t.connect,
+        sock_read=max((x for x in (t.first_byte, t.idle) if x), default=None))
     app[INFLIGHT] = set()
     app[CHAINS] = cfg.build_chains()
     app[METRICS] = metrics or Metrics()

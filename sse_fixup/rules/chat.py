@@ -193,7 +193,7 @@ class FinishReason(Rule):
     fixes = "E4, E5, E6"
 
     def new_state(self):
-        return {"tools": set(), "finished": False, "chunks": 0}
+        return {"tools": (), "finished": False, "chunks": 0}   # tools: a set once one is seen
 
     def wants(self, ev, ctx):
         data = ev.data
@@ -214,6 +214,8 @@ class FinishReason(Rule):
             index = choice.get("index", 0)
             delta = choice.get("delta")
             if isinstance(delta, dict) and delta.get("tool_calls"):
+                if not st["tools"]:
+                    st["tools"] = set()
                 st["tools"].add(index)
             reason = choice.get("finish_reason")
             if reason is None:
