@@ -24,8 +24,6 @@ from .sse import Decoder, Event, Region, encode, reencode
 
 log = logging.getLogger("sse_fixup.chain")
 
-DONE = b"data: [DONE]\n\n"
-
 
 class RuleFailed(Exception):
     pass
@@ -225,8 +223,7 @@ class StreamChain:
                 raise RuleFailed from exc
             if res is True:
                 changed = True
-                applied = ctx.applied
-                applied[rule.name] = applied.get(rule.name, 0) + 1
+                ctx.mark(rule.name)
                 typ = obj.get("type")
             elif isinstance(res, list):
                 ctx.mark(rule.name)

@@ -1,9 +1,9 @@
 """The aiohttp reverse proxy: forward every request, patch what the rules cover.
 
-``/…/responses`` and ``/…/chat/completions`` (with or without ``/v1``):
-``text/event-stream`` goes through the stream chain one event at a time (each upstream
-read is decoded, patched and written at once - nothing waits for more), a JSON body
-through the body chain; everything else streams through untouched.
+``/…/responses`` and ``/…/chat/completions`` (with or without ``/v1``): a
+``text/event-stream`` answer is pumped through the stream chain read by read
+(``stream.Pump``), a JSON body goes through the body chain; everything else streams
+through untouched.  Here: auth, request limits, forwarding, upstream errors.
 """
 
 from __future__ import annotations

@@ -127,14 +127,10 @@ class Decoder:
                 return events
         return self._feed(chunk)
 
-    @property
-    def clean(self) -> bool:
-        """On an event boundary, nothing pending: the next byte starts a new event."""
-        return self._started and not self._tail and not self._raw and not self.overflow
-
     def boundary(self, chunk: bytes) -> int:
         """Where in ``chunk`` (LF endings only) the pending event ends: after feeding
-        ``chunk[:i]`` the decoder is ``clean``.  0 when already clean, -1 when not in it."""
+        ``chunk[:i]`` the decoder sits on an event boundary with nothing pending.  0 when it
+        already does, -1 when the end is not in ``chunk``."""
         if self._tail or self._raw:
             if not self._tail and chunk[:1] == b"\n":
                 return 1                      # the blank line that ends the pending event

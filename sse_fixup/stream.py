@@ -35,11 +35,7 @@ KEEPALIVE = b": keepalive\n\n"
 
 
 class Aborted(Exception):
-    """Set on an upstream reader to stop its pump; carries the fault."""
-
-    def __init__(self, fault: Fault):
-        super().__init__(fault.message)
-        self.fault = fault
+    """Set on an upstream reader to stop its pump (the pump's ``fault`` says why)."""
 
 
 class Pump:
@@ -67,7 +63,7 @@ class Pump:
         """Stop the stream from outside (timeout, shutdown): the pump ends it with ``fault``."""
         if self.fault is None:
             self.fault = fault
-            self.upstream.content.set_exception(Aborted(fault))
+            self.upstream.content.set_exception(Aborted(fault.message))
 
     def keepalive(self) -> None:
         if self.resp is not None and (self._keepalive_task is None or self._keepalive_task.done()):
