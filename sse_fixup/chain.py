@@ -68,7 +68,10 @@ class StreamChain:
             # complete events only, and not [DONE]: the rules' on_done hooks run before it
             done = chunk.find(b"data: [DONE]")
             end = chunk.rfind(b"\n\n", 0, done if done >= 0 else len(chunk)) + 2
-            if 0 <= start < end:
+            # (a run longer than limits.max_event_bytes may hold an oversized event: the
+            # decoder is the one that enforces the limit)
+            limit = decoder.max_event
+            if 0 <= start < end and (limit is None or end - start <= limit):
                 head = self._decode(decoder, chunk[:start], ctx) if start else b""
                 body = self._span(decoder, chunk[start:end] if start or end < len(chunk) else chunk, ctx)
                 tail = self._decode(decoder, chunk[end:], ctx) if end < len(chunk) else b""

@@ -203,6 +203,23 @@ async def test_oversized_event_ends_stream_with_error(aiohttp_server, aiohttp_cl
     assert 'outcome="too_large"} 1.0' in await metric(client, "sse_fixup_events_total")
 
 
+def test_oversized_event_inside_one_read_is_caught_too():
+    """Untouched compact chat chunks take the byte-copy path; an oversized one among them,
+    all in one read, must still end the stream (the decoder enforces the limit)."""
+    from sse_fixup.rules.base import RequestInfo
+    from sse_fixup.sse import Decoder
+
+    def chunk(text):
+        return (b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
+                b'"choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}\n\n' % text)
+    chain = Config().build_chains()[("chat", "stream")]
+    ctx = chain.start(RequestInfo("chat", "/v1/chat/completions", {"model": "m"}))
+    decoder = Decoder(max_event=4096)
+    assert chain.feed(decoder, chunk(b"t0") + chunk(b"t1"), ctx) == chunk(b"t0") + chunk(b"t1")
+    out = chain.feed(decoder, chunk(b"t2") + chunk(b"a" * 5000) + chunk(b"t3"), ctx)
+    assert out == chunk(b"t2") and decoder.overflow
+
+
 # -- the client side ------------------------------------------------------------------------
 
 async def test_client_disconnect_mid_stream_closes_upstream_within_100ms(aiohttp_server):
