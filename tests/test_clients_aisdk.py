@@ -92,3 +92,19 @@ async def test_cut_responses_stream_is_an_error_not_a_short_answer(aiohttp_serve
     assert r["finishReason"] == ("error" if sdk == "current" else "other")
     assert r["text"] == "Hel"
     assert any("closed the stream before it was complete" in e for e in r["errors"]), r["errors"]
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+async def test_stream_cut_before_any_output_is_an_error(aiohttp_server, sdk):
+    from sse_fixup.config import Config
+    from sse_fixup.proxy import create_app
+
+    from .upstreams import Scripted, sse
+    up = await aiohttp_server(Scripted([
+        sse({"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}},
+            "response.created"), "reset"]).app)
+    proxy = await aiohttp_server(create_app(Config(upstream=str(up.make_url("")).rstrip("/"))))
+    r = await run_sdk(str(proxy.make_url("/v1")), sdk=sdk, provider="responses", call="stream")
+    # the app's onError and the stream's error part carry our message (not a hang, not "stop")
+    assert any("closed the stream before it was complete" in e for e in r["errors"]), r["errors"]
+    assert r.get("finishReason") in (None, "error", "other")
