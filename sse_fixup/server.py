@@ -67,6 +67,9 @@ def supervise(cfg: Config, workers: int, announce) -> int:
     def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:                                   # the worker
+            # not the supervisor's handlers (they would signal the siblings); serve() sets its own
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
             try:
                 say = announce if index == 0 else (lambda msg: None)
