@@ -95,8 +95,9 @@ class StreamChain:
 
     def _decode(self, decoder: Decoder, chunk: bytes, ctx: StreamContext) -> bytes:
         evs = decoder.feed(chunk)
-        if not evs:
-            return b""
+        return self._process_all(evs, ctx) if evs else b""
+
+    def _process_all(self, evs: list[Event], ctx: StreamContext) -> bytes:
         process = self.process
         if len(evs) == 1:
             ev = evs[0]
@@ -174,15 +175,19 @@ class StreamChain:
         """Offline use (``sse-fixup replay``, tests): yield the output for each chunk."""
         ctx = self.start(request)
         decoder = Decoder()
-        last = None
         for chunk in chunks:
             out = self.feed(decoder, chunk, ctx)
             if out:
                 yield out
-        for ev in decoder.close():
-            last = ev
-            yield self.process(ev, ctx)
-        yield self.finish(ctx, last)
+        yield self.end(decoder, ctx)
+
+    def end(self, decoder: Decoder, ctx: StreamContext) -> bytes:
+        """At the end of the upstream stream: its unterminated tail - unless the stream was
+        cut short (``ctx.fault``), when a partial event would only break the client - then
+        what the rules add (``finish``)."""
+        evs = decoder.close() if ctx.fault is None else []
+        head = self._process_all(evs, ctx) if evs else b""
+        return head + self.finish(ctx, evs[-1] if evs else None)
 
     # -- internals -------------------------------------------------------------------
 

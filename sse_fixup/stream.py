@@ -85,7 +85,6 @@ class Pump:
         feed = chain.feed
         decoder = Decoder(self.cfg.limits.max_event_bytes)
         log_bodies = self.cfg.log_bodies
-        last_ev = None
         read = upstream.content.readany
         write = resp.write
         try:
@@ -106,13 +105,6 @@ class Pump:
                                        f"({self.cfg.limits.max_event_bytes} bytes)")
                     self.metrics.events.labels(chain.endpoint, "too_large").inc()
                     break
-            if self.fault is None:
-                for ev in decoder.close():
-                    last_ev = ev
-                    ctx.events += 1
-                    out = chain.process(ev, ctx)
-                    ctx.patched += out is not ev.raw
-                    await write(out)
         except Aborted:
             pass                                 # self.fault was set by abort()
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
@@ -132,7 +124,7 @@ class Pump:
             self.metrics.upstream_errors.labels(self.fault.code).inc()
             log.warning("stream %s ended early after %d events: %s: %s", self.info.path, ctx.events,
                         self.fault.code, self.fault.message)
-        tail = chain.finish(ctx, last_ev)
+        tail = chain.end(decoder, ctx)
         self.metrics.stream_done(chain.endpoint, ctx)
         if tail:
             await resp.write(tail)
