@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from sse_fixup.chain import StreamChain  # noqa: E402
+from sse_fixup.routes import Router  # noqa: E402
 from sse_fixup.config import Config  # noqa: E402
 from sse_fixup.rules.base import RequestInfo  # noqa: E402
 from sse_fixup.sse import Decoder  # noqa: E402
@@ -59,7 +59,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=0.5, help="per measurement")
     p.add_argument("-k", default="", help="only streams whose name contains this")
     args = p.parse_args()
-    chains = Config().build_chains()
+    full = Router(Config()).route("/v1/x")
+    empty = Router(Config(presets=[])).route("/v1/x")
     print(f"{'stream':<52} {'events':>6} {'decode':>9} {'no rules':>9} {'default':>9}   µs/event")
     totals = [0.0, 0.0, 0.0, 0]
     for name, (endpoint, chunks, request) in bench_streams().items():
@@ -68,8 +69,6 @@ def main() -> None:
         info = RequestInfo(endpoint, "/v1/x", request)
         n_events = sum(1 for c in chunks for _ in Decoder().feed(c)) or 1
         n_events = len([e for d in [Decoder()] for c in chunks for e in d.feed(c)] + Decoder().close())
-        empty = StreamChain(endpoint, [])
-        full = chains[(endpoint, "stream")]
 
         def decode():
             d = Decoder()
@@ -77,10 +76,12 @@ def main() -> None:
                 d.feed(c)
             d.close()
 
-        def run(chain):
+        def run(route):
             def go():
-                for _ in chain.replay(chunks, info):
-                    pass
+                t = route.open(info, "stream")
+                for c in chunks:
+                    t.feed(c)
+                t.close()
             return go
 
         row = [measure(decode, args.seconds)[0], measure(run(empty), args.seconds)[0],

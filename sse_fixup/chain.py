@@ -1,14 +1,15 @@
 """The rule chain: where an event is patched.
 
-``StreamChain.feed`` takes one upstream read and returns the bytes to send for it, at
-three costs, cheapest first:
+``Chain`` is the configured, shared part (the rules in order, and per event name the
+plan derived from what they declare they touch); ``chain.open(ctx)`` gives the
+per-response ``ChainStage``, which holds one object per rule for that stream.
 
-1. byte copy - the rules vouch from the raw bytes that they touch none of the read's
-   complete events (``Rule.region_ok``): they go out undecoded;
-2. decoded, not parsed - no rule ``wants`` an event (by its name or a byte needle):
-   its raw bytes go out;
-3. patched - the JSON is parsed once, every interested rule runs on the same dict, and
-   it is encoded once, replacing only the ``data:`` line.
+For each event, cheapest first:
+
+1. passed - the plan's evidence holds on the event's bytes (``rules/touch.py``): no rule
+   can need it, it is not parsed and goes out as it came;
+2. patched - the JSON is parsed once, every rule of the plan runs on the same dict, and
+   the writer encodes it once.
 
 A rule that raises leaves the event as it came (logged once per stream, counted).
 """
@@ -17,10 +18,9 @@ from __future__ import annotations
 
 import logging
 
-import orjson
-
-from .rules.base import RequestInfo, Rule, StreamContext
-from .sse import Decoder, Event, Region, encode, reencode
+from .rules.base import Rule, StreamContext
+from .rules.touch import Plan, plan_for
+from .sse import Event
 
 log = logging.getLogger("sse_fixup.chain")
 
@@ -36,194 +36,153 @@ def _fail(ctx: StreamContext, rule: Rule, exc: Exception) -> None:
                     rule.name, ctx.request.endpoint, ctx.request.path, ctx.failures[rule.name])
 
 
-class StreamChain:
-    """An ordered list of stream rules for one endpoint."""
+def _types(rule: Rule):
+    """The JSON types a rule may touch (None: any, or decided by the rule itself)."""
+    out: set = set()
+    for t in rule.touches:
+        if t.types is None or isinstance(t.types, str):
+            return None
+        out |= t.types
+    return frozenset(out)
 
-    def __init__(self, endpoint: str, rules: list[Rule]):
+
+class Chain:
+    """An ordered list of stream rules for one endpoint.  ``rules`` are Rule classes (one
+    object made per stream) or Rule objects (stateless, shared by all streams)."""
+
+    def __init__(self, endpoint: str, rules: list, *, parse_all: bool = False):
         self.endpoint = endpoint
         self.rules = list(rules)
-        self.named_events = endpoint == "responses"   # Responses events carry an event: line
-        # event name -> the rules that may want it, in chain order, each with "must ask":
-        # a rule with only the default wants() is decided by its types, without a call
-        self._plans: dict[str | None, tuple] = {}
-        # every rule can vouch for a whole read at once: then the read may skip decoding
-        self._regional = all(r.region_ok is not None for r in self.rules)
+        self.names = [r.name for r in self.rules]
+        self.types = [_types(r) for r in self.rules]
+        self._touches = [r.touches for r in self.rules]
+        # parse_all: ignore the evidence and parse every event (the reference the fast
+        # path is tested against)
+        self.parse_all = parse_all
+        self._plans: dict[str | None, Plan] = {}
 
-    def start(self, request: RequestInfo) -> StreamContext:
-        return StreamContext(request)
-
-    def feed(self, decoder: Decoder, chunk: bytes, ctx: StreamContext) -> bytes:
-        """One upstream read in, the bytes to send for it out (possibly empty).
-
-        The byte-copy path: the read's complete events (from the decoder's next event
-        boundary on) go out as they came, undecoded, if every rule vouches from the raw
-        bytes that it would touch none of them (``Rule.region_ok``); a run that fails is
-        halved until the events that need the rules are found.
-        """
-        first = chunk.find(b"\n\n")
-        # (a read of one event is cheaper decoded: the rules' byte checks are the same)
-        if self._regional and first >= 0 and chunk.find(b"\n\n", first + 2) >= 0 \
-                and b"\r" not in chunk:
-            start = decoder.boundary(chunk)
-            # complete events only, and not [DONE]: the rules' on_done hooks run before it
-            done = chunk.find(b"data: [DONE]")
-            end = chunk.rfind(b"\n\n", 0, done if done >= 0 else len(chunk)) + 2
-            # (a run longer than limits.max_event_bytes may hold an oversized event: the
-            # decoder is the one that enforces the limit)
-            limit = decoder.max_event
-            if 0 <= start < end and (limit is None or end - start <= limit):
-                head = self._decode(decoder, chunk[:start], ctx) if start else b""
-                body = self._span(decoder, chunk[start:end] if start or end < len(chunk) else chunk, ctx)
-                tail = self._decode(decoder, chunk[end:], ctx) if end < len(chunk) else b""
-                return head + body + tail if head or tail else body
-        return self._decode(decoder, chunk, ctx)
-
-    def _span(self, decoder: Decoder, span: bytes, ctx: StreamContext, depth: int = 0) -> bytes:
-        """Complete events from a boundary: as they are if every rule vouches for them, else
-        halved until the events that need the rules are found (and decoded)."""
-        region = Region(span)
-        n = region.n
-        if n and all(r.region_ok(region, ctx) for r in self.rules):
-            ctx.events += n
-            return span
-        if n > 4 and depth < 16:
-            mid = span.find(b"\n\n", len(span) // 2) + 2
-            if 1 < mid < len(span):
-                left = self._span(decoder, span[:mid], ctx, depth + 1)   # its state first
-                return left + self._span(decoder, span[mid:], ctx, depth + 1)
-        return self._decode(decoder, span, ctx)
-
-    def _decode(self, decoder: Decoder, chunk: bytes, ctx: StreamContext) -> bytes:
-        evs = decoder.feed(chunk)
-        return self._process_all(evs, ctx) if evs else b""
-
-    def _process_all(self, evs: list[Event], ctx: StreamContext) -> bytes:
-        process = self.process
-        if len(evs) == 1:
-            ev = evs[0]
-            out = process(ev, ctx)
-            ctx.events += 1
-            ctx.patched += out is not ev.raw
-            return out
-        pieces = []
-        patched = 0
-        for ev in evs:
-            piece = process(ev, ctx)
-            patched += piece is not ev.raw
-            pieces.append(piece)
-        ctx.events += len(evs)
-        ctx.patched += patched
-        return b"".join(pieces)
-
-    def process(self, ev: Event, ctx: StreamContext) -> bytes:
-        data = ev.data
-        if data is None:
-            return ev.raw                               # comment, blank line, retry/id only
-        if data == b"[DONE]":
-            ctx.done_seen = True
-            return self._before_done(ev, ctx)
-        plan = self._plans.get(ev.event)
+    def plan(self, name: str | None) -> Plan:
+        plan = self._plans.get(name)
         if plan is None:
-            plan = self._plan(ev.event)
-        if not plan:
-            return ev.raw
-        wanted = [r for r, ask in plan if not ask or r.wants(ev, ctx)]
-        if not wanted:
-            return ev.raw
-        obj = ev.json
-        if obj is None:
-            ctx.non_json += 1
-            return ev.raw
-        try:
-            out = self._run(obj, wanted, 0, ctx)
-        except RuleFailed:
-            return ev.raw
-        if out is None:
-            return ev.raw
-        return self._encode(out, ev, obj)
-
-    def _plan(self, name: str | None) -> tuple:
-        plan = []
-        for rule in self.rules:
-            if type(rule).wants is not Rule.wants:
-                plan.append((rule, True))
-            elif rule.types is None or name is None or name in rule.types:
-                plan.append((rule, False))
-        plan = tuple(plan)
-        if len(self._plans) < 256:          # names come from upstream: keep the map bounded
-            self._plans[name] = plan
+            plan = plan_for(name, self._touches)
+            if self.parse_all and plan.rules:
+                plan = Plan(plan.rules, None)
+            if len(self._plans) < 256:        # names come from upstream: keep the map bounded
+                self._plans[name] = plan
         return plan
 
-    def finish(self, ctx: StreamContext, last: Event | None = None) -> bytes:
-        """Events the rules add at upstream EOF."""
-        pieces: list[bytes] = []
-        for i, rule in enumerate(self.rules):
+    def open(self, ctx: StreamContext) -> ChainStage:
+        return ChainStage(self, [r if isinstance(r, Rule) else r() for r in self.rules], ctx)
+
+
+class ChainStage:
+    """The chain for one response: events in, events out (the same list when no rule
+    changed any of them)."""
+
+    __slots__ = ("chain", "rules", "ctx", "plans", "finished")
+
+    def __init__(self, chain: Chain, rules: list[Rule], ctx: StreamContext):
+        self.chain = chain
+        self.rules = rules
+        self.ctx = ctx
+        self.plans = chain._plans
+        self.finished = False
+
+    def push(self, events: list[Event]) -> list[Event]:
+        ctx = self.ctx
+        plans = self.plans
+        out = None
+        for i, ev in enumerate(events):
+            data = ev.data
+            result = None
+            if data is not None:
+                if data == b"[DONE]":
+                    ctx.done_seen = True
+                    result = self._finish()         # the rules' last events go before it
+                    if result:
+                        result.append(ev)
+                else:
+                    ctx.events += 1
+                    plan = plans.get(ev.event) or self.chain.plan(ev.event)
+                    if not plan.passes(data, ctx):
+                        result = self._patch(ev, plan)
+            if result is not None:
+                if out is None:
+                    out = events[:i]
+                out.extend(result)
+            elif out is not None:
+                out.append(ev)
+        return events if out is None else out
+
+    def end(self) -> list[Event]:
+        """At the end of the upstream stream (``ctx.fault`` set when it was cut short)."""
+        return self._finish() or []
+
+    # -- internals -------------------------------------------------------------------
+
+    def _finish(self) -> list[Event] | None:
+        if self.finished:
+            return None
+        self.finished = True
+        ctx = self.ctx
+        out: list[Event] = []
+        for pos, rule in enumerate(self.rules):
             try:
                 extra = rule.finish(ctx)
             except Exception as exc:  # noqa: BLE001 - a rule never breaks the stream
                 _fail(ctx, rule, exc)
                 continue
             for item in extra:
-                pieces.append(self._emit_one(item, ctx, i + 1))
-        if not pieces:
-            return b""
-        # an unterminated tail must not swallow what we add after it
-        lead = b"\n\n" if last is not None and not last.terminated else b""
-        return lead + b"".join(pieces)
+                if isinstance(item, Event):
+                    out.append(item)
+                    continue
+                try:
+                    done = self._run(item, range(pos + 1, len(self.rules)))
+                except RuleFailed:
+                    done = None
+                out.extend(self._new(x) for x, _ in (done or [(item, True)]))
+        return out or None
 
-    def replay(self, chunks, request: RequestInfo):
-        """Offline use (``sse-fixup replay``, tests): yield the output for each chunk."""
-        ctx = self.start(request)
-        decoder = Decoder()
-        for chunk in chunks:
-            out = self.feed(decoder, chunk, ctx)
-            if out:
-                yield out
-        yield self.end(decoder, ctx)
-
-    def end(self, decoder: Decoder, ctx: StreamContext) -> bytes:
-        """At the end of the upstream stream: its unterminated tail - unless the stream was
-        cut short (``ctx.fault``), when a partial event would only break the client - then
-        what the rules add (``finish``)."""
-        evs = decoder.close() if ctx.fault is None else []
-        head = self._process_all(evs, ctx) if evs else b""
-        return head + self.finish(ctx, evs[-1] if evs else None)
-
-    # -- internals -------------------------------------------------------------------
-
-    def _before_done(self, ev: Event, ctx: StreamContext) -> bytes:
-        pieces: list[bytes] = []
-        for i, rule in enumerate(self.rules):
-            try:
-                extra = rule.on_done(ctx)
-            except Exception as exc:  # noqa: BLE001
-                _fail(ctx, rule, exc)
-                continue
-            for item in extra:
-                pieces.append(self._emit_one(item, ctx, i + 1))
-        if not pieces:
-            return ev.raw
-        pieces.append(ev.raw)
-        return b"".join(pieces)
-
-    def _emit_one(self, item, ctx: StreamContext, start: int) -> bytes:
-        if isinstance(item, bytes):
-            return item
+    def _patch(self, ev: Event, plan: Plan) -> list[Event] | None:
+        ctx = self.ctx
+        obj = ev.json
+        if obj is None:
+            ctx.non_json += 1
+            return None
         try:
-            out = self._run(item, self.rules, start, ctx)
+            out = self._run(obj, plan.rules)
         except RuleFailed:
-            out = None
-        return b"".join(self._encode_new(o) for o in (out if out is not None else [item]))
+            return None
+        if out is None:
+            return None
+        events = []
+        for item, changed in out:
+            if item is obj:
+                ev.changed = changed          # unchanged, it keeps its upstream bytes
+                events.append(ev)
+            else:
+                events.append(self._new(item))
+        ctx.patched += len(events) != 1 or events[0] is not ev or ev.changed
+        return events
 
-    def _run(self, obj: dict, rules: list[Rule], start: int, ctx: StreamContext) -> list | None:
-        """Apply ``rules[start:]`` to ``obj``; None if nothing changed, else the events."""
+    def _new(self, obj: dict) -> Event:
+        name = obj.get("type") if self.chain.endpoint == "responses" else None
+        return Event.new(obj, name if isinstance(name, str) else None)
+
+    def _run(self, obj: dict, positions) -> list[tuple[dict, bool]] | None:
+        """Apply the rules at ``positions`` to ``obj``.  None if no rule did anything,
+        else the events (dicts) to send instead, each with whether it must be encoded
+        anew.  Events a rule adds go through the rules after it."""
+        ctx = self.ctx
+        rules = self.rules
+        types = self.chain.types
         changed = False
         typ = obj.get("type")
-        for j in range(start, len(rules)):
-            rule = rules[j]
-            types = rule.types
-            if types is not None and typ not in types:
+        for pos in positions:
+            want = types[pos]
+            if want is not None and typ not in want:
                 continue
+            rule = rules[pos]
             try:
                 res = rule.apply(obj, ctx)
             except Exception as exc:  # noqa: BLE001
@@ -233,79 +192,37 @@ class StreamChain:
                 changed = True
                 ctx.mark(rule.name)
                 typ = obj.get("type")
-            elif isinstance(res, list):
+            elif res:
                 ctx.mark(rule.name)
-                out: list = []
+                rest = range(pos + 1, len(rules))
+                out: list[tuple[dict, bool]] = []
                 for item in res:
-                    if isinstance(item, dict):
-                        sub = self._run(item, rules, j + 1, ctx)
-                        if sub is None:
-                            out.append(item if item is not obj or changed else _Unchanged(item))
-                        else:
-                            out.extend(sub)
-                    else:
-                        out.append(item)
+                    sub = self._run(item, rest)
+                    for x, c in sub if sub is not None else [(item, False)]:
+                        out.append((x, c or changed) if x is obj else (x, True))
                 return out
-        return [obj] if changed else None
-
-    def _encode(self, out: list, ev: Event, obj: dict) -> bytes:
-        if len(out) == 1 and out[0] is obj:
-            return reencode(ev, orjson.dumps(obj))
-        pieces = []
-        for item in out:
-            if isinstance(item, _Unchanged):
-                pieces.append(ev.raw)
-            elif item is obj:
-                pieces.append(reencode(ev, orjson.dumps(obj)))
-            else:
-                pieces.append(self._encode_new(item))
-        return b"".join(pieces)
-
-    def _encode_new(self, item) -> bytes:
-        if isinstance(item, bytes):
-            return item
-        if isinstance(item, _Unchanged):
-            item = item.obj
-        name = item.get("type") if self.named_events else None
-        return encode(orjson.dumps(item), name if isinstance(name, str) else None)
-
-
-class _Unchanged:
-    """Marks the original event inside a replacement list when no rule changed it."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: dict):
-        self.obj = obj
+        return [(obj, True)] if changed else None
 
 
 class BodyChain:
-    """Rules for complete (non-stream) JSON bodies: the body is one event."""
+    """Rules for complete (non-stream) JSON bodies: the body is one object."""
 
-    def __init__(self, endpoint: str, rules: list[Rule]):
+    def __init__(self, endpoint: str, rules: list):
         self.endpoint = endpoint
         self.rules = list(rules)
+        self.names = [r.name for r in self.rules]
 
-    def process(self, body: bytes, request: RequestInfo) -> tuple[bytes, StreamContext]:
-        ctx = StreamContext(request)
-        if not self.rules:
-            return body, ctx
-        try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            ctx.non_json += 1
-            return body, ctx
-        if not isinstance(obj, dict):
-            ctx.non_json += 1
-            return body, ctx
+    def apply(self, obj: dict, ctx: StreamContext) -> bool:
+        """Every rule on ``obj`` in place; False (and ``obj`` unusable) if one raised."""
         changed = False
         for rule in self.rules:
+            rule = rule if isinstance(rule, Rule) else rule()
             try:
                 res = rule.apply(obj, ctx)
             except Exception as exc:  # noqa: BLE001
                 _fail(ctx, rule, exc)
-                return body, ctx
+                raise RuleFailed from exc
             if res:
                 changed = True
                 ctx.mark(rule.name)
-        return (orjson.dumps(obj) if changed else body), ctx
+        return changed

@@ -1,4 +1,4 @@
-"""``sse-fixup`` command line: serve (default), replay, rules."""
+"""``sse-fixup`` command line: serve (default), replay, rules, config."""
 
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--request", metavar="FILE",
                         help="the request's JSON body (or a raw .request.http): model, tools")
     sub.add_parser("rules", help="list built-in rules and presets")
+    config = sub.add_parser("config", help="list every config key: type, default, meaning")
+    config.add_argument("--schema", action="store_true",
+                        help="print the config file's JSON Schema instead (sse_fixup/config.schema.json)")
     return p
 
 
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "rules":
             return cmd_rules()
+        if args.command == "config":
+            return cmd_config(args)
         if args.command == "replay":
             return cmd_replay(args)
         return cmd_serve(args)
@@ -116,9 +121,25 @@ def cmd_rules() -> int:
     return 0
 
 
+def cmd_config(args) -> int:
+    import json
+
+    from .config import Config, json_schema
+
+    if args.schema:
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    print("Config keys (YAML; config.example.yaml shows each, --schema prints the JSON Schema):")
+    for key, what, default, doc in Config.rows():
+        shown = "" if default is None else f"; default {json.dumps(default)}"
+        print(f"  {key:<24} {doc}  [{what}{shown}]")
+    return 0
+
+
 def cmd_replay(args) -> int:
     import orjson
 
+    from .routes import Router
     from .rules.base import RequestInfo
 
     cfg = load(args.config)
@@ -131,16 +152,15 @@ def cmd_replay(args) -> int:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise ConfigError(f"{args.request}: --request must hold a JSON body") from None
-    info = RequestInfo(args.endpoint, f"/v1/{'responses' if args.endpoint == 'responses' else 'chat/completions'}", body)
-    chains = cfg.build_chains()
-    out = sys.stdout.buffer
+    path = f"/v1/{'responses' if args.endpoint == 'responses' else 'chat/completions'}"
+    info = RequestInfo(args.endpoint, path, body)
     stripped = data.strip()
-    if stripped.startswith(b"{") and _is_json(stripped):
-        result, _ = chains[(args.endpoint, "body")].process(data, info)
-        out.write(result)
-    else:
-        for piece in chains[(args.endpoint, "stream")].replay([data], info):
-            out.write(piece)
+    mode = "body" if stripped.startswith(b"{") and _is_json(stripped) else "stream"
+    # the same transform the proxy runs for one response
+    transform = Router(cfg).route(path, info.model).open(info, mode)
+    out = sys.stdout.buffer
+    out.write(transform.feed(data))
+    out.write(transform.close())
     out.flush()
     return 0
 

@@ -28,6 +28,9 @@ class Metrics:
                                      ["rule"], registry=r)
         self.upstream_errors = Counter("sse_fixup_upstream_errors", "Upstream failures",
                                        ["kind"], registry=r)
+        self.upstream_retries = Counter("sse_fixup_upstream_retries",
+                                        "Requests sent again on a new connection after a pooled "
+                                        "one was closed by the upstream", registry=r)
         self.client_disconnects = Counter("sse_fixup_client_disconnects",
                                           "Streams the client left early (upstream cancelled)",
                                           registry=r)

@@ -1,77 +1,96 @@
-"""The aiohttp reverse proxy: forward every request, patch what the rules cover.
+"""The aiohttp reverse proxy: forward every request, transform the answers the rules cover.
 
-``/…/responses`` and ``/…/chat/completions`` (with or without ``/v1``): a
-``text/event-stream`` answer is pumped through the stream chain read by read
-(``stream.Pump``), a JSON body goes through the body chain; everything else streams
-through untouched.  Here: auth, request limits, forwarding, upstream errors.
+One handler, ``proxy``: the request goes to its route's upstream (``forward``, an async
+context manager), and the answer is pumped through the route's transform - SSE read by
+read (``stream.Pump``), a JSON body whole - or streamed through untouched.  Around it,
+two middlewares: ``answer_errors`` counts every request once and turns ``ProxyError``
+into an OpenAI-shaped error body; ``require_key`` checks ``auth.api_keys``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
+import re
 import time
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from .chain import BodyChain
 from .config import Config
 from .headers import forward_headers, response_headers
 from .metrics import Metrics
+from .routes import Router, endpoint_of
 from .rules.base import RequestInfo
 from .stream import Pump, Watch
 
 log = logging.getLogger("sse_fixup.proxy")
 
 CONFIG = web.AppKey("config", Config)
-CHAINS = web.AppKey("chains", dict)
+ROUTER = web.AppKey("router", Router)
 METRICS = web.AppKey("metrics", Metrics)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+FRESH = web.AppKey("fresh_session", aiohttp.ClientSession)
 WATCH = web.AppKey("watch", Watch)
 CLIENT_TIMEOUT = web.AppKey("client_timeout", aiohttp.ClientTimeout)
 INFLIGHT = web.AppKey("inflight", set)
+KIND = web.RequestKey("kind", str)   # how the answer was handled, for the metric
 
 
-def endpoint_of(path: str) -> str | None:
-    path = path.rstrip("/")
-    if path.endswith("/responses"):
-        return "responses"
-    if path.endswith("/chat/completions"):
-        return "chat"
-    return None
+class ProxyError(Exception):
+    """An answer the proxy gives itself: ``{"error": {message, type, code, param}}``."""
+
+    def __init__(self, status: int, message: str, etype: str, code: str, *,
+                 kind: str = "rejected", headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.etype, self.code = status, message, etype, code
+        self.kind = kind
+        self.headers = headers
+
+    def response(self) -> web.Response:
+        body = orjson.dumps({"error": {"message": self.message, "type": self.etype,
+                                       "code": self.code, "param": None}})
+        return web.Response(status=self.status, body=body, content_type="application/json",
+                            headers=self.headers)
 
 
-def error_response(status: int, message: str, etype: str, code: str,
-                   headers: dict | None = None) -> web.Response:
-    body = orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": None}})
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+@web.middleware
+async def answer_errors(request: web.Request, handler):
+    """Every request counted once, by endpoint, how it was handled and status."""
+    endpoint = endpoint_of(request.path) if request.method == "POST" else None
+    status = 499                   # the client left before an answer was sent
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except ProxyError as exc:
+        request[KIND] = exc.kind
+        status = exc.status
+        return exc.response()
+    finally:
+        kind = request.get(KIND, "rejected")
+        if kind != "metrics" and request.path != "/healthz":
+            request.app[METRICS].requests.labels(endpoint or "other", kind, str(status)).inc()
 
 
-def unauthorized(request: web.Request) -> web.Response | None:
-    """401 unless the request carries one of ``auth.api_keys`` (when any are configured)."""
-    keys = request.app[CONFIG].auth.api_keys
-    if not keys:
-        return None
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    given = given.strip().encode()
-    # compare against every key, in constant time, so timing tells nothing
-    ok = scheme.lower() == "bearer" and sum(hmac.compare_digest(given, k.encode()) for k in keys)
-    if ok:
-        return None
-    request.app[METRICS].requests.labels("other", "rejected", "401").inc()
-    return error_response(401, "sse-fixup: missing or incorrect API key (Authorization: Bearer ...)",
-                          "invalid_request_error", "invalid_api_key",
-                          headers={"WWW-Authenticate": "Bearer"})
+def require_key(keys: list[str]):
+    encoded = [k.encode() for k in keys]
 
-
-def too_large(request: web.Request) -> web.Response:
-    limit = request.app[CONFIG].limits.max_request_bytes
-    request.app[METRICS].requests.labels("other", "rejected", "413").inc()
-    return error_response(413, f"sse-fixup: request body larger than limits.max_request_bytes "
-                          f"({limit} bytes)", "invalid_request_error", "request_too_large")
+    @web.middleware
+    async def check(request: web.Request, handler):
+        if request.path != "/healthz":
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            given = given.strip().encode()
+            # compare against every key, in constant time, so timing tells nothing
+            if not (scheme.lower() == "bearer" and sum(hmac.compare_digest(given, k) for k in encoded)):
+                raise ProxyError(401, "sse-fixup: missing or incorrect API key (Authorization: Bearer ...)",
+                                 "invalid_request_error", "invalid_api_key",
+                                 headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+    return check
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -79,113 +98,154 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    denied = unauthorized(request)
-    if denied is not None:
-        return denied
+    request[KIND] = "metrics"
     m = request.app[METRICS]
     return web.Response(body=m.render(), headers={"Content-Type": m.content_type})
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
-    denied = unauthorized(request)
-    if denied is not None:
-        return denied
     app = request.app
-    task = asyncio.current_task()
     inflight = app[INFLIGHT]
+    task = asyncio.current_task()
     inflight.add(task)
     try:
-        sent = await _send(request)      # its locals (headers, body, ...) end with it
-        if isinstance(sent, web.StreamResponse):
-            return sent
-        upstream, up_cm, endpoint, info, sent_at = sent
-        metrics = app[METRICS]
-        kind = "passthrough"
-        try:
+        path = request.rel_url.raw_path
+        endpoint = endpoint_of(path) if request.method == "POST" else None
+        body, info = await _read_body(request, endpoint)
+        route = app[ROUTER].route(path, info.model if info else None)
+        request[KIND] = "passthrough"
+        async with forward(request, route.upstream, body, endpoint) as (upstream, sent_at):
             ctype = upstream.headers.get("Content-Type", "").split(";")[0].strip().lower()
             ok = 200 <= upstream.status < 300 and not upstream.headers.get("Content-Encoding")
             if endpoint is not None and ok and ctype == "text/event-stream":
-                kind = "stream"
-                pump = Pump(request, upstream, app[CHAINS][(endpoint, "stream")], info,
-                            app[CONFIG], metrics, sent_at)
-                watch = app[WATCH]
-                watch.add(pump)
-                metrics.active_streams.inc()
-                try:
-                    return await pump.run()
-                finally:
-                    metrics.active_streams.dec()
-                    watch.discard(pump)
+                request[KIND] = "stream"
+                return await _stream(request, upstream, route.open(info, "stream"), info, sent_at)
             if endpoint is not None and ok and ctype == "application/json":
-                kind = "body"
-                return await _body(request, upstream, app[CHAINS][(endpoint, "body")], info)
+                request[KIND] = "body"
+                return await _body(request, upstream, route.open(info, "body"), info)
             return await _passthrough(request, upstream)
-        finally:
-            metrics.requests.labels(endpoint or "other", kind, str(upstream.status)).inc()
-            await up_cm.__aexit__(None, None, None)
     finally:
         inflight.discard(task)
 
 
-async def _send(request: web.Request):
-    """Forward the request: (upstream response, its context, endpoint, RequestInfo, time
-    sent), or the error response to give instead (401/413/502/504)."""
+async def _read_body(request: web.Request, endpoint: str | None):
+    """The body to forward (bytes, the request's stream, or None) and, for endpoints, the
+    RequestInfo the rules use."""
+    cfg = request.app[CONFIG]
+    length = request.content_length
+    if length is not None and length > cfg.limits.max_request_bytes:
+        raise _too_large(cfg)
+    if endpoint is None and not request.body_exists:
+        return None, None
+    if endpoint is None and length is not None:
+        return request.content, None           # streamed through as it comes
+    # endpoint bodies are small (a prompt) and the rules need model/stream/tools;
+    # a chunked body of unknown length is read so that the limit can hold
+    try:
+        data = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(cfg) from None
+    if cfg.log_bodies:
+        log.info("request %s %s body: %r", request.method, request.rel_url.raw_path, data)
+    if endpoint is None:
+        return data, None
+    try:
+        parsed = orjson.loads(data) if data else None
+    except orjson.JSONDecodeError:
+        parsed = None                           # forwarded untouched: the backend decides
+    return data, RequestInfo(endpoint, request.rel_url.raw_path,
+                             parsed if isinstance(parsed, dict) else None)
+
+
+def _too_large(cfg: Config) -> ProxyError:
+    return ProxyError(413, f"sse-fixup: request body larger than limits.max_request_bytes "
+                      f"({cfg.limits.max_request_bytes} bytes)", "invalid_request_error",
+                      "request_too_large")
+
+
+@contextlib.asynccontextmanager
+async def forward(request: web.Request, upstream_url: str, body, endpoint: str | None):
+    """The upstream's response to this request (and when it was sent), released at exit.
+
+    Only path and query come from the request: the upstream is fixed by the config.  A
+    pooled connection the upstream closed while idle fails before any byte of the answer
+    came, so the request cannot have been processed: it is sent once more on a new
+    connection (as nginx and Envoy do), and counted.
+    """
     app = request.app
     cfg = app[CONFIG]
     metrics = app[METRICS]
-    path = request.rel_url.raw_path
-    endpoint = endpoint_of(path) if request.method == "POST" else None
-    # the upstream is fixed: only path and query come from the request
-    url = cfg.upstream + path
+    url = upstream_url + request.rel_url.raw_path
     if request.rel_url.raw_query_string:
         url += "?" + request.rel_url.raw_query_string
     auth = cfg.auth
     headers = forward_headers(request.headers, drop_encoding=endpoint is not None,
                               drop_auth=bool(auth.api_keys) and not auth.forward_key,
                               upstream_key=auth.upstream_key)
-    length = request.content_length
-    if length is not None and length > cfg.limits.max_request_bytes:
-        return too_large(request)
-    info = None
-    data = None
-    if endpoint is not None or (request.body_exists and length is None):
-        # endpoint bodies are small (a prompt) and the rules need model/stream/tools;
-        # a chunked body of unknown length is read so that the limit can hold
-        try:
-            data = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return too_large(request)
-    elif request.body_exists:
-        data = request.content           # streamed through as it comes
-        headers["Content-Length"] = str(length)
-    if endpoint is not None:
-        try:
-            parsed = orjson.loads(data) if data else None
-        except orjson.JSONDecodeError:
-            parsed = None                 # forwarded untouched: the backend decides
-        info = RequestInfo(endpoint, path, parsed if isinstance(parsed, dict) else None)
-    if cfg.log_bodies:
-        log.info("request %s %s body: %r", request.method, path,
-                 data if isinstance(data, bytes) else "<streamed>")
+    if isinstance(body, aiohttp.StreamReader):
+        headers["Content-Length"] = str(request.content_length)
     sent_at = time.monotonic()
     try:
         async with asyncio.timeout(cfg.timeouts.first_byte):
-            up_cm = app[SESSION].request(request.method, url, headers=headers, data=data,
-                                         timeout=app[CLIENT_TIMEOUT], allow_redirects=False)
-            upstream = await up_cm.__aenter__()
+            upstream = await _send(app, request.method, url, headers, body)
     except (aiohttp.ClientConnectorError, aiohttp.ClientOSError, aiohttp.InvalidURL,
             aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
         metrics.upstream_errors.labels("connect").inc()
-        metrics.requests.labels(endpoint or "other", "passthrough", "502").inc()
-        log.warning("upstream %s unreachable: %s", cfg.upstream, exc)
-        return error_response(502, f"sse-fixup: upstream {cfg.upstream} unreachable: {exc}",
-                              "upstream_error", "upstream_unreachable")
+        log.warning("upstream %s unreachable: %s", upstream_url, exc)
+        raise ProxyError(502, f"sse-fixup: upstream {upstream_url} unreachable: {exc}",
+                         "upstream_error", "upstream_unreachable", kind="passthrough") from None
     except (TimeoutError, aiohttp.ServerTimeoutError):
         metrics.upstream_errors.labels("first_byte_timeout").inc()
-        metrics.requests.labels(endpoint or "other", "passthrough", "504").inc()
-        return error_response(504, f"sse-fixup: upstream {cfg.upstream} sent no response in time",
-                              "upstream_error", "upstream_timeout")
-    return upstream, up_cm, endpoint, info, sent_at
+        raise ProxyError(504, f"sse-fixup: upstream {upstream_url} sent no response in time",
+                         "upstream_error", "upstream_timeout", kind="passthrough") from None
+    try:
+        _honour_keep_alive(app[SESSION].connector, upstream.headers)
+        yield upstream, sent_at
+    finally:
+        upstream.release()
+        await upstream.wait_for_close()
+
+
+async def _send(app: web.Application, method: str, url: str, headers, body) -> aiohttp.ClientResponse:
+    trace = {"reused": False}
+    kw = dict(headers=headers, data=body, timeout=app[CLIENT_TIMEOUT], allow_redirects=False)
+    try:
+        return await app[SESSION].request(method, url, trace_request_ctx=trace, **kw)
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+        if not trace["reused"] or isinstance(body, aiohttp.StreamReader):
+            raise                     # a new connection failed, or the body is gone: no retry
+    app[METRICS].upstream_retries.inc()
+    log.info("a pooled upstream connection was closed by the upstream; sending again on a new one")
+    return await app[FRESH].request(method, url, **kw)
+
+
+_KEEP_ALIVE_TIMEOUT = re.compile(r"timeout\s*=\s*(\d+)")
+
+
+def _honour_keep_alive(connector, headers) -> None:
+    """An upstream that says ``Keep-Alive: timeout=N`` closes idle connections after N s:
+    the pool must not hand one out later than that (aiohttp keeps one timeout per
+    connector, so it is lowered to the shortest the upstream announced, less a second)."""
+    m = _KEEP_ALIVE_TIMEOUT.search(headers.get("Keep-Alive", ""))
+    if m is None or not hasattr(connector, "_keepalive_timeout"):
+        return
+    wanted = max(int(m.group(1)) - 1.0, 0.5)
+    if connector._keepalive_timeout is None or wanted < connector._keepalive_timeout:
+        connector._keepalive_timeout = wanted
+
+
+async def _stream(request, upstream, transform, info, sent_at) -> web.StreamResponse:
+    app = request.app
+    metrics = app[METRICS]
+    pump = Pump(request, upstream, transform, info, app[CONFIG], metrics, sent_at)
+    watch = app[WATCH]
+    watch.add(pump)
+    metrics.active_streams.inc()
+    try:
+        return await pump.run()
+    finally:
+        metrics.active_streams.dec()
+        watch.discard(pump)
 
 
 async def _passthrough(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
@@ -210,28 +270,42 @@ async def _passthrough(request: web.Request, upstream: aiohttp.ClientResponse) -
     return resp
 
 
-async def _body(request: web.Request, upstream, chain: BodyChain, info: RequestInfo) -> web.Response:
-    metrics = request.app[METRICS]
-    body = await upstream.read()
-    out, ctx = chain.process(body, info)
-    metrics.rules_done(ctx)
+async def _body(request: web.Request, upstream, transform, info: RequestInfo) -> web.Response:
+    transform.feed(await upstream.read())
+    out = transform.close()
+    request.app[METRICS].rules_done(transform.ctx)
     if request.app[CONFIG].log_bodies:
         log.info("response %s body: %r", info.path, out)
     return web.Response(status=upstream.status, reason=upstream.reason, body=out,
                         headers=response_headers(upstream.headers, streaming=False))
 
 
-async def _session_ctx(app: web.Application):
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-    app[SESSION] = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                         skip_auto_headers=("User-Agent",))
+async def _sessions(app: web.Application):
+    def trace_reuse():
+        tc = aiohttp.TraceConfig()
+
+        async def reused(session, ctx, params):
+            if ctx.trace_request_ctx is not None:
+                ctx.trace_request_ctx["reused"] = True
+        tc.on_connection_reuseconn.append(reused)
+        return [tc]
+
+    kw = dict(auto_decompress=False, skip_auto_headers=("User-Agent",))
+    app[SESSION] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                                         trace_configs=trace_reuse(), **kw)
+    # for the one retry after a pooled connection failed: a connection of its own
+    app[FRESH] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True), **kw)
     yield
     await app[WATCH].close()
     await app[SESSION].close()
+    await app[FRESH].close()
 
 
-def create_app(cfg: Config, metrics: Metrics | None = None) -> web.Application:
-    app = web.Application(client_max_size=cfg.limits.max_request_bytes)
+def create_app(cfg: Config, metrics: Metrics | None = None, router: Router | None = None) -> web.Application:
+    middlewares = [answer_errors]
+    if cfg.auth.api_keys:
+        middlewares.append(require_key(cfg.auth.api_keys))
+    app = web.Application(client_max_size=cfg.limits.max_request_bytes, middlewares=middlewares)
     app[CONFIG] = cfg
     app[WATCH] = Watch(cfg)
     t = cfg.timeouts
@@ -240,9 +314,9 @@ def create_app(cfg: Config, metrics: Metrics | None = None) -> web.Application:
         total=None, sock_connect=t.connect,
         sock_read=max((x for x in (t.first_byte, t.idle) if x), default=None))
     app[INFLIGHT] = set()
-    app[CHAINS] = cfg.build_chains()
+    app[ROUTER] = router or Router(cfg)
     app[METRICS] = metrics or Metrics()
-    app.cleanup_ctx.append(_session_ctx)
+    app.cleanup_ctx.append(_sessions)
     app.router.add_get("/healthz", healthz)
     if cfg.metrics:
         app.router.add_get("/sse-fixup/metrics", metrics_view)

@@ -33,10 +33,11 @@ class Event:
 
     ``data`` is the joined ``data:`` payload as bytes (``None`` when the block had no
     data field: a comment-only block or stray blank line).  ``json`` parses ``data``
-    once, lazily; it is ``None`` for anything that is not a JSON object.
+    once, lazily; it is ``None`` for anything that is not a JSON object.  ``raw`` is
+    ``None`` for an event made by the proxy (``Event.new``).
     """
 
-    __slots__ = ("raw", "event", "data", "id", "retry", "terminated", "_json")
+    __slots__ = ("raw", "event", "data", "id", "retry", "terminated", "_json", "changed")
 
     def __init__(self, raw: bytes, event: str | None = None, data: bytes | None = None,
                  id: str | None = None, retry: int | None = None, terminated: bool = True):
@@ -47,6 +48,15 @@ class Event:
         self.retry = retry
         self.terminated = terminated
         self._json = _NOT_PARSED
+        self.changed = False     # a rule changed ``json``: the writer encodes it anew
+
+    @classmethod
+    def new(cls, obj: dict, event: str | None = None) -> "Event":
+        """An event made by a rule or converter: no upstream bytes, only ``obj``."""
+        ev = cls(None, event)
+        ev._json = obj
+        ev.changed = True
+        return ev
 
     @property
     def json(self) -> dict | None:
@@ -67,38 +77,11 @@ class Event:
         return f"Event(event={self.event!r}, data={self.data!r})"
 
 
-class Region:
-    """A run of complete events, undecoded, for the byte-copy path: ``n`` data events, and
-    byte counts memoised so that rules asking about the same needle share one scan."""
-
-    __slots__ = ("data", "n", "_counts")
-
-    def __init__(self, data: bytes):
-        self.data = data
-        self.n = data.count(b"\ndata:") + (data[:5] == b"data:")
-        self._counts: dict[bytes, int] = {}
-
-    def count(self, needle: bytes) -> int:
-        c = self._counts.get(needle)
-        if c is None:
-            c = self._counts[needle] = self.data.count(needle)
-        return c
-
-    def has(self, needle: bytes) -> bool:
-        c = self._counts.get(needle)
-        return needle in self.data if c is None else c > 0
-
-    def each(self, needle: bytes) -> bool:
-        """``needle`` as often as there are events (once in each, for needles that can only
-        appear once in an event)."""
-        return self.count(needle) == self.n
-
-
 class Decoder:
     """Feed bytes in any chunking; get complete events out as soon as they end."""
 
     __slots__ = ("_tail", "_raw", "_event", "_data", "_id", "_retry", "_started",
-                 "max_event", "overflow")
+                 "max_event", "overflow", "tiled")
 
     def __init__(self, max_event: int | None = None) -> None:
         # past max_event bytes in one event the decoder stops: ``overflow`` is set, the
@@ -112,33 +95,31 @@ class Decoder:
         self._id: str | None = None
         self._retry: int | None = None
         self._started = False   # BOM check done
+        # the last feed's events are exactly its chunk, byte for byte: nothing was
+        # pending before it and nothing is left after it (a writer may pass the chunk on)
+        self.tiled = False
 
     def feed(self, chunk: bytes) -> list[Event]:
+        self.tiled = False
         if not chunk or self.overflow:
             return []
         if self._started and b"\r" not in chunk:
             if not self._tail and not self._raw:
-                return self._feed_lf(chunk)
-            i = self.boundary(chunk)
-            if 0 < i < len(chunk):              # finish the pending event, then block-wise
+                events = self._feed_lf(chunk)
+                self.tiled = not self._tail and not self._raw and not self.overflow
+                return events
+            # where the pending event ends: finish it line by line, the rest block-wise
+            if not self._tail and chunk[:1] == b"\n":
+                i = 1
+            else:
+                i = chunk.find(b"\n\n")
+                i = i + 2 if i >= 0 else -1
+            if 0 < i < len(chunk):
                 events = self._feed(chunk[:i])
                 if not self.overflow:
                     events.extend(self._feed_lf(chunk[i:]))
                 return events
         return self._feed(chunk)
-
-    def boundary(self, chunk: bytes) -> int:
-        """Where in ``chunk`` (LF endings only) the pending event ends: after feeding
-        ``chunk[:i]`` the decoder sits on an event boundary with nothing pending.  0 when it
-        already does, -1 when the end is not in ``chunk``."""
-        if self._tail or self._raw:
-            if not self._tail and chunk[:1] == b"\n":
-                return 1                      # the blank line that ends the pending event
-            i = chunk.find(b"\n\n")
-            return i + 2 if i >= 0 else -1
-        if not self._started and len(chunk) >= 3 and not chunk.startswith(_BOM):
-            self._started = True               # what feed would decide: no BOM to skip
-        return 0 if self._started and not self.overflow else -1
 
     def _feed_lf(self, buf: bytes) -> list[Event]:
         """The common case - LF line ends, starting on an event boundary - a block at a time.

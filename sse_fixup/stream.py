@@ -1,11 +1,11 @@
-"""One proxied SSE response: read upstream, decode, patch, write - and watch the clock.
+"""One proxied SSE response: read upstream, transform, write - and watch the clock.
 
-``Pump.run`` is the per-stream loop: every upstream read is decoded into complete
-events, each goes through the rule chain, and what is ready is written at once in
-one write (never held back for more).  When the stream cannot end normally - the
-upstream resets or times out, an event outgrows ``limits.max_event_bytes``, the proxy
-shuts down - ``ctx.fault`` is set and the chain's ``finish`` rules close the stream
-in its own dialect (``responses.terminal``, ``chat.terminal``).
+``Pump.run`` is the per-stream loop, I/O only: every upstream read goes through the
+response's ``Transform`` and what it returns is written at once (never held back for
+more).  When the stream cannot end normally - the upstream resets or times out, an
+event outgrows ``limits.max_event_bytes``, the proxy shuts down - the pump closes the
+transform with that fault, and the rules end the stream in its own dialect
+(``responses.terminal``, ``chat.terminal``).
 
 Timeouts and keepalives cost nothing per event: one ``Watch`` per app wakes a few
 times a second, looks at every open stream's last-read time, writes an SSE comment
@@ -22,12 +22,11 @@ import time
 import aiohttp
 from aiohttp import web
 
-from .chain import StreamChain
 from .config import Config
 from .headers import response_headers
 from .metrics import Metrics
 from .rules.base import Fault, RequestInfo
-from .sse import Decoder
+from .transform import Transform
 
 log = logging.getLogger("sse_fixup.stream")
 
@@ -39,15 +38,15 @@ class Aborted(Exception):
 
 
 class Pump:
-    __slots__ = ("request", "resp", "upstream", "chain", "info", "cfg", "metrics",
+    __slots__ = ("request", "resp", "upstream", "transform", "info", "cfg", "metrics",
                  "sent_at", "last", "quiet", "first", "fault", "_keepalive_task")
 
     def __init__(self, request: web.Request, upstream: aiohttp.ClientResponse,
-                 chain: StreamChain, info: RequestInfo, cfg: Config, metrics: Metrics,
+                 transform: Transform, info: RequestInfo, cfg: Config, metrics: Metrics,
                  sent_at: float):
         self.request = request
         self.upstream = upstream
-        self.chain = chain
+        self.transform = transform
         self.info = info
         self.cfg = cfg
         self.metrics = metrics
@@ -80,10 +79,9 @@ class Pump:
         resp = self.resp = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                               headers=response_headers(upstream.headers, streaming=True))
         await resp.prepare(self.request)
-        chain = self.chain
-        ctx = chain.start(self.info)
-        feed = chain.feed
-        decoder = Decoder(self.cfg.limits.max_event_bytes)
+        transform = self.transform
+        feed = transform.feed
+        endpoint = self.info.endpoint
         log_bodies = self.cfg.log_bodies
         read = upstream.content.readany
         write = resp.write
@@ -94,16 +92,14 @@ class Pump:
                     break
                 self.last = time.monotonic()
                 self.first = False
-                out = feed(decoder, chunk, ctx)
+                out = feed(chunk)
                 if out:
                     if log_bodies:
                         log.info("stream %s out: %r", self.info.path, out)
                     await write(out)
-                if decoder.overflow:
-                    self.fault = Fault("event_too_large",
-                                       f"an upstream event exceeded limits.max_event_bytes "
-                                       f"({self.cfg.limits.max_event_bytes} bytes)")
-                    self.metrics.events.labels(chain.endpoint, "too_large").inc()
+                if transform.fault is not None:      # the input itself ended the stream
+                    self.fault = transform.fault
+                    self.metrics.events.labels(endpoint, "too_large").inc()
                     break
         except Aborted:
             pass                                 # self.fault was set by abort()
@@ -116,16 +112,15 @@ class Pump:
         except (ConnectionError, asyncio.CancelledError, aiohttp.ClientConnectionResetError):
             self.metrics.client_disconnects.inc()
             upstream.close()          # release the backend's slot now, not at the next read
-            self.metrics.stream_done(chain.endpoint, ctx)
+            self.metrics.stream_done(endpoint, transform.ctx)
             raise
         if self.fault is not None:
-            ctx.fault = self.fault
             upstream.close()
             self.metrics.upstream_errors.labels(self.fault.code).inc()
-            log.warning("stream %s ended early after %d events: %s: %s", self.info.path, ctx.events,
-                        self.fault.code, self.fault.message)
-        tail = chain.end(decoder, ctx)
-        self.metrics.stream_done(chain.endpoint, ctx)
+            log.warning("stream %s ended early after %d events: %s: %s", self.info.path,
+                        transform.ctx.events, self.fault.code, self.fault.message)
+        tail = transform.close(self.fault)
+        self.metrics.stream_done(endpoint, transform.ctx)
         if tail:
             await resp.write(tail)
         await resp.write_eof()

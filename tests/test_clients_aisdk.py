@@ -5,35 +5,12 @@ every provider must return the tool call with finishReason tool-calls; directly 
 the same upstream the Responses stream must fail, or this test would prove nothing.
 """
 
-import asyncio
-import json
-import shutil
-from pathlib import Path
-
 import pytest
 
+from .helpers import PROVIDERS, SDKS, run_sdk
 
-NODE_DIR = Path(__file__).parent / "clients" / "node"
+
 pytestmark = pytest.mark.node
-
-
-async def run_sdk(base_url: str, **spec) -> dict:
-    node = shutil.which("node")
-    if node is None or not (NODE_DIR / "node_modules" / "ai").exists():
-        pytest.fail("Node.js and the AI SDK are needed: run the README's test command "
-                    "(it runs `npm ci` in tests/clients/node)")
-    proc = await asyncio.create_subprocess_exec(
-        node, str(NODE_DIR / "run.mjs"), json.dumps({"baseURL": base_url, **spec}),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=NODE_DIR)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    return json.loads(out.decode().strip().splitlines()[-1])
-
-
-
-
-SDKS = ["current", "legacy"]
-PROVIDERS = ["responses", "chat", "compatible"]
 
 
 @pytest.mark.parametrize("call", ["stream", "generate"])

@@ -5,12 +5,7 @@ import json
 import openai
 import pytest
 
-
-TOOL_RESP = {"type": "function", "name": "get_weather", "description": "Get the weather",
-             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                            "required": ["city"]}}
-TOOL_CHAT = {"type": "function", "function": {k: v for k, v in TOOL_RESP.items() if k != "type"}}
-
+from .helpers import TOOL_CHAT, TOOL_RESP
 
 
 

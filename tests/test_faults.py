@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import socket
 import ssl
 
 import aiohttp
@@ -11,50 +10,17 @@ import pytest
 from sse_fixup.config import Config, Limits, Timeouts
 from sse_fixup.proxy import create_app
 
-from .upstreams import Scripted, SilentTCP, chat_events, resp_events, sse
-
-RESP = {"model": "m", "input": "hi", "stream": True}
-CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-
-
-def parse(body: bytes) -> list:
-    """Every data: payload in order (JSON decoded where it is JSON)."""
-    out = []
-    for block in body.replace(b"\r\n", b"\n").split(b"\n\n"):
-        for line in block.split(b"\n"):
-            if line.startswith(b"data: "):
-                data = line[6:]
-                try:
-                    out.append(json.loads(data))
-                except ValueError:
-                    out.append(data.decode("utf-8", "replace"))
-    return out
-
-
-async def start(aiohttp_server, aiohttp_client, upstream: Scripted, **cfg):
-    server = await aiohttp_server(upstream.app)
-    base = str(server.make_url("")).rstrip("/")
-    return await aiohttp_client(create_app(Config(upstream=base, **cfg)))
-
-
-async def metric(client, name: str) -> str:
-    text = await (await client.get("/sse-fixup/metrics")).text()
-    return "\n".join(line for line in text.splitlines() if line.startswith(name))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .helpers import CHAT, RESP, free_port, metric, parse, start
+from .upstreams import KeepAliveHTTP, Scripted, SilentTCP, chat_events, resp_events, sse
 
 
 # -- the upstream cannot be reached -------------------------------------------------------
 
-@pytest.mark.parametrize("upstream", [
-    pytest.param(f"http://127.0.0.1:{free_port()}", id="refused"),
-    pytest.param("http://no-such-host.invalid:8080", id="dns"),
-])
+@pytest.mark.parametrize("upstream", ["refused", "http://no-such-host.invalid:8080"],
+                         ids=["refused", "dns"])
 async def test_unreachable_upstream_is_502_with_openai_error(aiohttp_client, upstream):
+    if upstream == "refused":
+        upstream = f"http://127.0.0.1:{free_port()}"     # nothing listens there
     client = await aiohttp_client(create_app(Config(upstream=upstream)))
     resp = await client.post("/v1/responses", json=RESP)
     assert resp.status == 502
@@ -204,20 +170,21 @@ async def test_oversized_event_ends_stream_with_error(aiohttp_server, aiohttp_cl
 
 
 def test_oversized_event_inside_one_read_is_caught_too():
-    """Untouched compact chat chunks take the byte-copy path; an oversized one among them,
-    all in one read, must still end the stream (the decoder enforces the limit)."""
+    """Untouched compact chat chunks pass unparsed; an oversized one among them, all in
+    one read, must still end the stream (the decoder enforces the limit)."""
+    from sse_fixup.routes import Router
     from sse_fixup.rules.base import RequestInfo
-    from sse_fixup.sse import Decoder
 
     def chunk(text):
         return (b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
                 b'"choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}\n\n' % text)
-    chain = Config().build_chains()[("chat", "stream")]
-    ctx = chain.start(RequestInfo("chat", "/v1/chat/completions", {"model": "m"}))
-    decoder = Decoder(max_event=4096)
-    assert chain.feed(decoder, chunk(b"t0") + chunk(b"t1"), ctx) == chunk(b"t0") + chunk(b"t1")
-    out = chain.feed(decoder, chunk(b"t2") + chunk(b"a" * 5000) + chunk(b"t3"), ctx)
-    assert out == chunk(b"t2") and decoder.overflow
+    route = Router(Config(limits=Limits(max_event_bytes=4096))).route("/v1/chat/completions")
+    t = route.open(RequestInfo("chat", "/v1/chat/completions", {"model": "m"}), "stream")
+    assert t.feed(chunk(b"t0") + chunk(b"t1")) == chunk(b"t0") + chunk(b"t1")
+    out = t.feed(chunk(b"t2") + chunk(b"a" * 5000) + chunk(b"t3"))
+    assert out == chunk(b"t2") and t.fault.code == "event_too_large"
+    end = parse(t.close())
+    assert end[0]["error"]["code"] == "event_too_large" and end[-1] == "[DONE]"
 
 
 # -- the client side ------------------------------------------------------------------------
@@ -281,3 +248,51 @@ async def test_malformed_request_body_is_forwarded_untouched(aiohttp_server, aio
                              headers={"Content-Type": "application/json"})
     assert resp.status == 400
     assert up.received[-1][3] == body
+
+
+# -- pooled connections the upstream closed -----------------------------------------------
+
+async def test_pooled_connection_the_upstream_dropped_is_retried_once_on_a_new_one(aiohttp_client):
+    """llama-server closes a kept-alive connection after a stream; the next request on the
+    pooled connection fails before any byte came back, so it is sent again, not a 502."""
+    up = KeepAliveHTTP(stale=2)          # the second request on any connection is dropped
+    base = await up.start()
+    try:
+        client = await aiohttp_client(create_app(Config(upstream=base)))
+        stream = await client.post("/v1/chat/completions", json=CHAT)
+        assert stream.status == 200 and parse(await stream.read())[-1] == "[DONE]"
+        for _ in range(3):            # POST: not idempotent, so aiohttp would not retry it
+            resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": False})
+            assert resp.status == 200, await resp.text()
+        assert up.dropped >= 1 and up.answered == 4
+        retries = await metric(client, "sse_fixup_upstream_retries_total")
+        assert retries.endswith(f" {float(up.dropped)}"), retries
+    finally:
+        up.close()
+
+
+async def test_a_new_connection_that_fails_is_not_retried(aiohttp_client):
+    up = KeepAliveHTTP(stale=1)          # every first request is dropped: the upstream is broken
+    base = await up.start()
+    try:
+        client = await aiohttp_client(create_app(Config(upstream=base)))
+        resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": False})
+        assert resp.status == 502 and up.dropped == 1
+    finally:
+        up.close()
+
+
+async def test_upstream_keep_alive_timeout_is_honoured(aiohttp_client):
+    """``Keep-Alive: timeout=1``: a connection idle longer is not reused (no retry needed)."""
+    up = KeepAliveHTTP(keep_alive=1, idle_close=1.0)
+    base = await up.start()
+    try:
+        client = await aiohttp_client(create_app(Config(upstream=base)))
+        plain = {**CHAT, "stream": False}
+        assert (await client.post("/v1/chat/completions", json=plain)).status == 200
+        await asyncio.sleep(1.3)
+        assert (await client.post("/v1/chat/completions", json=plain)).status == 200
+        assert up.connections == 2 and up.dropped == 0
+        assert (await metric(client, "sse_fixup_upstream_retries_total")).endswith(" 0.0")
+    finally:
+        up.close()

@@ -8,31 +8,23 @@ patched stream is validated against openai-python's own pydantic event types.
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from sse_fixup.config import Config
-from sse_fixup.rules.base import RequestInfo
 from sse_fixup.sse import Decoder
 
 from .captures import all_names, load
+from .helpers import GOLDEN, transform
 
-GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("SSE_FIXUP_REGEN") == "1"
-CHAINS = None
 
 
 def patch(name: str) -> bytes:
     cap = load(name)
-    chains = Config().build_chains()
-    info = RequestInfo(cap.endpoint, "/v1/x", cap.request)
-    if cap.is_sse:
-        return b"".join(chains[(cap.endpoint, "stream")].replay(cap.chunks, info))
-    return chains[(cap.endpoint, "body")].process(cap.body, info)[0]
+    return transform(cap.chunks, cap.endpoint, cap.request, mode="stream" if cap.is_sse else "body")
 
 
 def events(data: bytes):

@@ -12,8 +12,7 @@ import pytest
 from sse_fixup.config import Config
 from sse_fixup.proxy import create_app
 
-from .test_clients_aisdk import PROVIDERS, SDKS, run_sdk
-from .test_clients_openai import TOOL_CHAT, TOOL_RESP
+from .helpers import PROVIDERS, SDKS, TOOL_CHAT, TOOL_RESP, run_sdk
 
 pytestmark = pytest.mark.llama
 

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import socket
 
 import aiohttp
 import pytest
@@ -12,7 +11,7 @@ from sse_fixup.config import Config
 from sse_fixup.proxy import create_app
 
 from .captures import FakeLlama, load
-from .test_golden import GOLDEN
+from .helpers import GOLDEN, free_port
 
 
 @pytest.fixture
@@ -105,14 +104,8 @@ async def test_upstream_error_status_passes_through(proxy):
     assert (await resp.json())["error"]["type"] == "invalid_request_error"
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_upstream_down_gives_502_openai_error(aiohttp_client):
-    proxy = await aiohttp_client(create_app(Config(upstream=f"http://127.0.0.1:{_free_port()}")))
+    proxy = await aiohttp_client(create_app(Config(upstream=f"http://127.0.0.1:{free_port()}")))
     resp = await post(proxy, "/v1/responses", {"model": "m", "input": "hi", "stream": True})
     assert resp.status == 502
     err = (await resp.json())["error"]
@@ -121,7 +114,7 @@ async def test_upstream_down_gives_502_openai_error(aiohttp_client):
 
 
 async def test_healthz_answers_from_the_proxy(aiohttp_client):
-    proxy = await aiohttp_client(create_app(Config(upstream=f"http://127.0.0.1:{_free_port()}")))
+    proxy = await aiohttp_client(create_app(Config(upstream=f"http://127.0.0.1:{free_port()}")))
     resp = await proxy.get("/healthz")
     assert resp.status == 200 and (await resp.json())["status"] == "ok"
 

@@ -2,19 +2,25 @@
 
 import json
 
-from sse_fixup.chain import StreamChain
-from sse_fixup.config import Config, parse
+from sse_fixup.chain import Chain
+from sse_fixup.config import parse
 from sse_fixup.rules import BUILTIN
-from sse_fixup.rules.base import RequestInfo, Rule
+from sse_fixup.rules.base import RequestInfo, Rule, StreamContext
+from sse_fixup.sse import Decoder
+from sse_fixup.transform import SSEWriter, Transform
+
+from .helpers import transform
 
 
 def run(rule_names, events, endpoint="chat", body=None, extra=()):
-    chain = StreamChain(endpoint, [BUILTIN[n]() for n in rule_names] + list(extra))
+    chain = Chain(endpoint, [BUILTIN[n] for n in rule_names] + list(extra))
     raw = b"".join(
         (b"event: %s\n" % e["type"].encode() if endpoint == "responses" and "type" in e else b"")
         + b"data: " + (e if isinstance(e, bytes) else json.dumps(e).encode()) + b"\n\n"
         for e in events)
-    out = b"".join(chain.replay([raw], RequestInfo(endpoint, "/v1/x", body or {})))
+    ctx = StreamContext(RequestInfo(endpoint, "/v1/x", body or {}))
+    t = Transform(Decoder(), [chain.open(ctx)], SSEWriter(named=endpoint == "responses"), ctx)
+    out = t.feed(raw) + t.close()
     return [json.loads(line[6:]) if line[6:7] == b"{" else line[6:].decode()
             for line in out.split(b"\n") if line.startswith(b"data: ")]
 
@@ -191,21 +197,18 @@ class Boom(Rule):
 
 def test_failing_rule_passes_event_unchanged_and_is_logged_once(caplog):
     raw = [chunk({"content": "a"}), chunk({"content": "b"})]
-    chain = StreamChain("chat", [Boom()])
     data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in raw)
-    info = RequestInfo("chat")
-    ctx = chain.start(info)
-    from sse_fixup.sse import Decoder
-    out = b"".join(chain.process(ev, ctx) for ev in Decoder().feed(data))
+    ctx = StreamContext(RequestInfo("chat"))
+    t = Transform(Decoder(), [Chain("chat", [Boom]).open(ctx)], SSEWriter(named=False), ctx)
+    out = t.feed(data) + t.close()
     assert out == data
     assert ctx.failures == {"test.boom": "ValueError: bad rule"}
     assert len([r for r in caplog.records if "test.boom" in r.getMessage()]) == 1
 
 
 def test_non_json_and_comments_pass_unchanged():
-    chain = Config().build_chains()[("chat", "stream")]
     data = b": hello\n\ndata: not json\n\ndata: {\"choices\":[}\n\n\x00\xff garbage\n\ndata: [DONE]\n\n"
-    assert b"".join(chain.replay([data], RequestInfo("chat"))) == data
+    assert transform([data], "chat") == data
 
 
 def test_declarative_rule_actions():
@@ -226,18 +229,17 @@ rules:
     from_request: {model: model}
 """, "t.yaml")
     cfg.presets = []
-    r = cfg.build_chains()[("responses", "stream")]
     data = (b'event: response.created\ndata: {"type":"response.created","response":{"id":"r"}}\n\n'
             b'event: response.output_item.added\ndata: {"type":"response.output_item.added","item":{"type":"function_call","call_id":"c"}}\n\n'
             b'event: response.output_item.added\ndata: {"type":"response.output_item.added","item":{"type":"message","id":"m"}}\n\n')
-    out = [json.loads(l[6:]) for l in b"".join(r.replay([data], RequestInfo("responses", "", {"model": "qwen"}))).split(b"\n") if l.startswith(b"data")]
+    out = [json.loads(l[6:]) for l in transform([data], "responses", {"model": "qwen"}, cfg=cfg).split(b"\n")
+           if l.startswith(b"data")]
     assert out[0]["response"]["model"] == "qwen" and out[0]["response"]["x_proxy"] is True
     assert isinstance(out[0]["response"]["created_at"], int)
     assert out[1]["item"]["id"] == "c" and out[1]["output_index"] == 0
     assert "output_index" not in out[2]
-    c = cfg.build_chains()[("chat", "stream")]
     data = b'data: {"choices":[{"finishReason":"stop"}],"timings":{}}\n\n'
-    out = json.loads(b"".join(c.replay([data], RequestInfo("chat", "", {"model": "q"}))).split(b"\n")[0][6:])
+    out = json.loads(transform([data], "chat", {"model": "q"}, cfg=cfg).split(b"\n")[0][6:])
     assert out == {"choices": [{"finish_reason": "stop"}], "model": "q"}
 
 

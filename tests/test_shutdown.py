@@ -8,7 +8,7 @@ import sys
 import aiohttp
 import pytest
 
-from .test_faults import free_port, parse
+from .helpers import free_port, parse
 from .upstreams import Scripted, resp_events, sse
 
 COMPLETED = sse({"type": "response.completed", "response": {"id": "resp_x", "status": "completed"}},

@@ -13,7 +13,7 @@ from aiohttp import web
 from sse_fixup.config import Config
 from sse_fixup.proxy import create_app
 
-from .test_faults import parse
+from .helpers import parse
 
 STREAMS = 500
 EVENTS = 200

@@ -4,7 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sse_fixup.chain import StreamChain
+from sse_fixup.chain import Chain
+from sse_fixup.rules.base import StreamContext
+from sse_fixup.transform import SSEWriter, Transform
 from sse_fixup.rules.base import RequestInfo
 from sse_fixup.sse import Decoder, encode, reencode
 
@@ -103,6 +105,7 @@ def test_any_chunking_gives_same_events_and_identity_bytes(name, data):
     split = decode(*chunks)
     assert fields(split) == fields(whole)
     assert b"".join(e.raw for e in split) == body
-    identity = StreamChain("responses", [])
-    out = b"".join(identity.replay(chunks, RequestInfo("responses")))
+    ctx = StreamContext(RequestInfo("responses"))
+    identity = Transform(Decoder(), [Chain("responses", []).open(ctx)], SSEWriter(named=True), ctx)
+    out = b"".join(identity.feed(c) for c in chunks) + identity.close()
     assert out == body

@@ -7,7 +7,7 @@ import sys
 
 import aiohttp
 
-from .test_faults import free_port
+from .helpers import free_port
 from .upstreams import Scripted, chat_events
 
 

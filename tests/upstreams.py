@@ -107,3 +107,65 @@ class SilentTCP:
     def close(self):
         if self.server is not None:
             self.server.close()
+
+
+class KeepAliveHTTP:
+    """A raw HTTP/1.1 upstream that keeps connections open as llama-server's does, with
+    ``Keep-Alive: timeout=N``, and on a connection it has given up on (the ``stale``
+    request on it, or any request after ``idle_close`` seconds of silence) closes the
+    socket without answering: the race a pooled connection loses."""
+
+    def __init__(self, keep_alive: int = 5, stale: int | None = None, idle_close: float | None = None):
+        self.keep_alive = keep_alive
+        self.stale = stale
+        self.idle_close = idle_close
+        self.connections = 0
+        self.answered = 0
+        self.dropped = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.connections += 1
+        loop = asyncio.get_running_loop()
+        n = 0
+        last = loop.time()
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                n += 1
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length) if length else b""
+                idle = loop.time() - last
+                if n == self.stale or (self.idle_close is not None and n > 1 and idle > self.idle_close):
+                    self.dropped += 1
+                    writer.transport.abort()
+                    return
+                stream = b'"stream": true' in body or b'"stream":true' in body
+                if stream:
+                    out = (b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
+                           b'"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
+                           b'data: [DONE]\n\n')
+                    ctype = b"text/event-stream"
+                else:
+                    out, ctype = b'{"object":"list","data":[]}', b"application/json"
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: " + ctype + b"\r\nContent-Length: %d\r\n"
+                             b"Keep-Alive: timeout=%d, max=100\r\n\r\n" % (len(out), self.keep_alive) + out)
+                await writer.drain()
+                self.answered += 1
+                last = loop.time()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()

@@ -1,9 +1,12 @@
 """What every rule is, and what it gets to see.
 
 A rule is a small class: ``name`` (its YAML name), a docstring whose first line is
-its one-line description, the ``endpoint`` and ``mode`` it serves, and the event
-``types`` it can touch.  The chain asks ``wants()`` before parsing anything, so a
-rule that cannot touch an event costs one set lookup, not a JSON parse.
+its one-line description, the ``endpoint`` and ``mode`` it serves, and ``touches``:
+the events it may touch and the byte evidence that an event cannot need it
+(``touch.py``).  Two hooks: ``apply`` patches one parsed event, ``finish`` adds events at
+the end of the stream.  A rule object lives for one stream (the chain makes one per
+response), so its own per-stream state is plain attributes set in ``__init__``; facts
+several rules share live on the ``StreamContext``.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import secrets
 import time
 from typing import Any, ClassVar
 
-from ..sse import Event
+import orjson
+
+from .touch import Touch
 
 Result = bool | list | None
 """``apply`` returns None/False (unchanged), True (changed in place) or a list of
-replacement events (dicts, or ready-made SSE bytes) - 0..n, the event itself included
-where it should stay."""
+replacement events (dicts) - 0..n, the event itself included where it should stay."""
 
 
 CONVERSATION = frozenset({"messages", "input", "instructions", "prompt"})
@@ -61,23 +65,41 @@ class Fault:
 class StreamContext:
     """Per-stream state: one per proxied response, shared by the rules of one chain."""
 
-    __slots__ = ("request", "started", "state", "applied", "failures", "non_json", "done_seen",
-                 "fault", "events", "patched")
+    __slots__ = ("request", "started", "applied", "failures", "non_json", "fault", "events",
+                 "patched", "done_seen", "finished", "response_id", "envelope", "counters")
 
     def __init__(self, request: RequestInfo):
         self.request = request
         self.started = now()
-        self.state: dict[str, Any] = {}       # rule name -> that rule's per-stream state
         self.applied: dict[str, int] = {}     # rule name -> events it changed
         self.failures: dict[str, str] = {}    # rule name -> first error (logged once)
         self.non_json = 0                     # events passed on because they were not JSON
-        self.done_seen = False                # chat: upstream sent data: [DONE]
-        self.fault: Fault | None = None       # set when the stream is cut short (see stream.py)
-        self.events = 0                       # events seen
+        self.fault: Fault | None = None       # why the stream was cut short (at close)
+        self.events = 0                       # data events seen
         self.patched = 0                      # events sent changed
+        # facts several rules share
+        self.done_seen = False                # upstream sent data: [DONE]
+        self.finished = False                 # chat: a finish_reason was sent (or added)
+        self.response_id: str | None = None   # responses: the one id of this stream
+        self.envelope: Envelope | None = None  # chat: id, created, model of the stream
+        self.counters: dict[str, int] = {}    # YAML ``counter`` actions, by counter name
 
     def mark(self, rule_name: str) -> None:
         self.applied[rule_name] = self.applied.get(rule_name, 0) + 1
+
+
+class Envelope:
+    """A chat stream's envelope, fixed by its first chunk (``chat.envelope``)."""
+
+    __slots__ = ("id", "created", "model", "needles")
+
+    def __init__(self, id: str, created: int, model: str):
+        self.id = id
+        self.created = created
+        self.model = model
+        # a chunk holding these exact bytes carries the envelope already (compact JSON)
+        self.needles = (b'"created":%d' % created, b'"id":' + orjson.dumps(id),
+                        b'"object":"chat.completion.chunk"', b'"model":"')
 
 
 def choices_of(obj: dict) -> list:
@@ -106,40 +128,20 @@ class Rule:
     name: ClassVar[str] = ""
     endpoint: ClassVar[str] = ""            # "responses" | "chat"
     mode: ClassVar[str] = "stream"          # "stream" | "body"
-    types: ClassVar[frozenset[str] | None] = None   # event types touched; None = any JSON event
+    touches: ClassVar[tuple[Touch, ...]] = (Touch(),)   # default: every event, always parsed
     fixes: ClassVar[str] = ""               # defect ids of stream-defects.md
 
     @classmethod
     def summary(cls) -> str:
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
 
-    # Optional, for the byte-copy path: ``region_ok(region, ctx)`` is True when, from the raw
-    # bytes alone, the rule would want none of the ``region.n`` data events in ``region`` (a
-    # ``sse.Region``: complete LF-terminated events).  None (the default): cannot tell.
-    region_ok = None
-
-    def wants(self, ev: Event, ctx: StreamContext) -> bool:
-        """Cheap, before parsing: could this rule touch ``ev``?  False must be certain."""
-        types = self.types
-        return types is None or ev.event is None or ev.event in types
-
-    def state(self, ctx: StreamContext) -> Any:
-        st = ctx.state.get(self.name)
-        if st is None:
-            st = ctx.state[self.name] = self.new_state()
-        return st
-
-    def new_state(self) -> Any:
-        return {}
-
     def apply(self, obj: dict, ctx: StreamContext) -> Result:
-        raise NotImplementedError
-
-    def on_done(self, ctx: StreamContext) -> list:
-        """Chat streams: events to insert before upstream's ``data: [DONE]``."""
-        return []
+        """Patch one parsed event in place (return True), leave it (None), or return the
+        events to send instead (dicts; ``obj`` itself among them where it stays)."""
+        return None
 
     def finish(self, ctx: StreamContext) -> list:
-        """At the end of the upstream stream - normal EOF, or cut short with ``ctx.fault``
-        set: events to append (terminal events, closing items)."""
+        """Once, at the end: before upstream's ``data: [DONE]`` (``ctx.done_seen``) or at
+        the end of the upstream stream (``ctx.fault`` set when it was cut short).  Events
+        to add there (dicts, or ``sse.Event``)."""
         return []

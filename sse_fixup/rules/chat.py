@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import orjson
 
+from ..sse import Event
+from .base import Envelope as EnvelopeFact
 from .base import Rule, StreamContext, choices_of, mint_id
+from .touch import Known, Lacks, NullOnly, SameCount, Touch
+
+TOOL_CALLS = b'"tool_calls":'
 
 
 def _is_chunk(obj: dict) -> bool:
     return isinstance(obj.get("choices"), list)
+
+
+def _envelope_needles(ctx: StreamContext):
+    env = ctx.envelope
+    return env.needles if env is not None else None
 
 
 class Envelope(Rule):
@@ -21,47 +31,31 @@ class Envelope(Rule):
 
     name = "chat.envelope"
     endpoint = "chat"
+    touches = (Touch(None, Known(_envelope_needles, "it holds the stream's id, created, object and model")),)
     fixes = "E13, llama-server chat #1 (created changes within a stream)"
-
-    def new_state(self):
-        return {"id": None, "created": None, "model": None, "needles": None}
-
-    def wants(self, ev, ctx):
-        needles = self.state(ctx)["needles"]
-        if needles is None:
-            return True
-        data = ev.data
-        for needle in needles:
-            if needle not in data:
-                return True
-        return False
-
-    def region_ok(self, region, ctx):
-        needles = self.state(ctx)["needles"]
-        return needles is not None and all(region.each(nd) for nd in needles)
 
     def apply(self, obj: dict, ctx: StreamContext):
         if not _is_chunk(obj):
             return False            # error chunks keep their own shape
-        st = self.state(ctx)
-        if st["id"] is None:
-            st["id"] = obj["id"] if isinstance(obj.get("id"), str) else mint_id("chatcmpl-")
-            st["created"] = obj["created"] if isinstance(obj.get("created"), int) else ctx.started
+        env = ctx.envelope
+        if env is None:
             model = obj.get("model")
-            st["model"] = model if isinstance(model, str) else (ctx.request.model or "unknown")
-            # an event holding these exact bytes needs no parse (llama-server's compact JSON)
-            st["needles"] = (b'"created":%d' % st["created"], b'"id":' + orjson.dumps(st["id"]),
-                             b'"object":"chat.completion.chunk"', b'"model":')
+            env = ctx.envelope = EnvelopeFact(
+                obj["id"] if isinstance(obj.get("id"), str) else mint_id("chatcmpl-"),
+                obj["created"] if isinstance(obj.get("created"), int) else ctx.started,
+                model if isinstance(model, str) else (ctx.request.model or "unknown"))
         changed = False
-        for key, value in (("id", st["id"]), ("created", st["created"])):
-            if obj.get(key) != value:
-                obj[key] = value
-                changed = True
+        if obj.get("id") != env.id:
+            obj["id"] = env.id
+            changed = True
+        if obj.get("created") != env.created:
+            obj["created"] = env.created
+            changed = True
         if obj.get("object") != "chat.completion.chunk":
             obj["object"] = "chat.completion.chunk"
             changed = True
         if not isinstance(obj.get("model"), str):
-            obj["model"] = st["model"]
+            obj["model"] = env.model
             changed = True
         return changed
 
@@ -71,14 +65,11 @@ class ChoiceIndex(Rule):
 
     name = "chat.choice_index"
     endpoint = "chat"
+    # one "index" per choice: as many as there are deltas and finish_reasons (tool calls
+    # carry an index of their own, so chunks with them are always looked at)
+    touches = (Touch(None, Lacks(TOOL_CALLS), SameCount(b'"index":', b'"delta":'),
+                     SameCount(b'"index":', b'"finish_reason":')),)
     fixes = "E3"
-
-    def wants(self, ev, ctx):
-        data = ev.data
-        return b'"index"' not in data or b'"tool_calls"' in data
-
-    def region_ok(self, region, ctx):
-        return not region.has(b'"tool_calls"') and region.each(b'"index"')
 
     def apply(self, obj: dict, ctx: StreamContext):
         changed = False
@@ -95,20 +86,15 @@ class ToolCallDeltas(Rule):
 
     name = "chat.tool_call_deltas"
     endpoint = "chat"
+    touches = (Touch(None, Lacks(TOOL_CALLS)),)
     fixes = "C1, C2, C4, C5, C6, C8, C9, C10, C13"
 
-    def wants(self, ev, ctx):
-        return b'"tool_calls"' in ev.data
-
-    def region_ok(self, region, ctx):
-        return not region.has(b'"tool_calls"')
-
-    def new_state(self):
+    def __init__(self):
         # choice index -> {"by_index": {tool index: id}, "by_id": {id: tool index}, "last": index}
-        return {}
+        self.choices: dict = {}
 
     def apply(self, obj: dict, ctx: StreamContext):
-        st = self.state(ctx)
+        st = self.choices
         changed = False
         for choice in choices_of(obj):
             if not isinstance(choice, dict):
@@ -186,37 +172,31 @@ class ToolCallDeltas(Rule):
 
 
 class FinishReason(Rule):
-    """finish_reason becomes tool_calls when tool calls were sent; [DONE] without one gets one."""
+    """finish_reason becomes tool_calls when tool calls were sent; a complete stream without one gets one."""
 
     name = "chat.finish_reason"
     endpoint = "chat"
-    fixes = "E4, E5, E6"
+    touches = (Touch(None, Lacks(TOOL_CALLS), NullOnly("finish_reason", "usage")),)
+    fixes = "E2, E4, E5, E6"
 
-    def new_state(self):
-        return {"tools": (), "finished": False, "chunks": 0}   # tools: a set once one is seen
-
-    def wants(self, ev, ctx):
-        data = ev.data
-        return (b'"tool_calls"' in data or b"finish_reason" in data
-                and b'"finish_reason":null' not in data) or not self.state(ctx)["chunks"]
-
-    def region_ok(self, region, ctx):
-        return bool(self.state(ctx)["chunks"]) and not region.has(b'"tool_calls"') \
-            and region.count(b"finish_reason") == region.count(b'"finish_reason":null')
+    def __init__(self):
+        self.tools: set = set()          # choice indexes that sent tool calls
 
     def apply(self, obj: dict, ctx: StreamContext):
-        st = self.state(ctx)
+        choices = obj.get("choices")
+        if choices == [] and isinstance(obj.get("usage"), dict) and not ctx.finished \
+                and ctx.events > 1:
+            # the usage chunk comes only after generation ended: the stream is complete,
+            # and its missing finish_reason goes before it
+            return [self._finish_chunk(ctx), obj]
         changed = False
         for choice in choices_of(obj):
             if not isinstance(choice, dict):
                 continue
-            st["chunks"] += 1
             index = choice.get("index", 0)
             delta = choice.get("delta")
             if isinstance(delta, dict) and delta.get("tool_calls"):
-                if not st["tools"]:
-                    st["tools"] = set()
-                st["tools"].add(index)
+                self.tools.add(index)
             reason = choice.get("finish_reason")
             if reason is None:
                 continue
@@ -224,43 +204,42 @@ class FinishReason(Rule):
                 choice["finish_reason"] = None      # E2
                 changed = True
                 continue
-            st["finished"] = True
-            if reason == "stop" and index in st["tools"]:
+            ctx.finished = True
+            if reason == "stop" and index in self.tools:
                 choice["finish_reason"] = "tool_calls"
                 changed = True
         return changed
 
-    def on_done(self, ctx: StreamContext):
-        st = self.state(ctx)
-        if st["finished"] or not st["chunks"]:
+    def finish(self, ctx: StreamContext):
+        # [DONE] is evidence of a complete stream (a cut one gets chat.terminal's error);
+        # a stream of nothing but non-JSON lines is left as it is
+        if not ctx.done_seen or ctx.finished or ctx.events <= ctx.non_json:
             return []
-        st["finished"] = True
-        env = ctx.state.get(Envelope.name) or {}
-        return [{"id": env.get("id") or mint_id("chatcmpl-"), "object": "chat.completion.chunk",
-                 "created": env.get("created") or ctx.started,
-                 "model": env.get("model") or ctx.request.model or "unknown",
-                 "choices": [{"index": 0, "delta": {},
-                              "finish_reason": "tool_calls" if st["tools"] else "stop"}]}]
+        return [self._finish_chunk(ctx)]
+
+    def _finish_chunk(self, ctx: StreamContext) -> dict:
+        ctx.finished = True
+        env = ctx.envelope
+        return {"id": env.id if env else mint_id("chatcmpl-"), "object": "chat.completion.chunk",
+                "created": env.created if env else ctx.started,
+                "model": env.model if env else (ctx.request.model or "unknown"),
+                "choices": [{"index": 0, "delta": {},
+                             "finish_reason": "tool_calls" if self.tools else "stop"}]}
+
+
+DONE = Event(b"data: [DONE]\n\n", None, b"[DONE]")
+
 
 class Done(Rule):
     """data: [DONE] at the end of the stream if upstream did not send it."""
 
     name = "chat.done"
     endpoint = "chat"
-    types = frozenset()        # touches no event; only adds one at the end
+    touches = ()               # touches no event; only adds one at the end
     fixes = "E7"
 
-    def wants(self, ev, ctx):
-        return False
-
-    def region_ok(self, region, ctx):
-        return True
-
-    def apply(self, obj: dict, ctx: StreamContext):
-        return False
-
     def finish(self, ctx: StreamContext):
-        return [] if ctx.done_seen else [b"data: [DONE]\n\n"]
+        return [] if ctx.done_seen else [DONE]
 
 
 STREAM_RULES = [Envelope, ChoiceIndex, ToolCallDeltas, FinishReason, Done]

@@ -11,11 +11,14 @@ Example (config.example.yaml has more)::
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 
-from . import paths
-from . import base
+import orjson
+
+from . import base, paths
 from .base import Rule, StreamContext
+from .touch import Lacks, Touch
 
 CONDITIONS = ("exists", "missing", "equals")
 
@@ -43,15 +46,33 @@ def resolve_value(value, ctx: StreamContext):
     return value
 
 
+# a string any JSON encoder writes the same way (no escapes, no "/" some encoders escape)
+_PLAIN = re.compile(r"[A-Za-z0-9 _.:\-]*")
+
+
+def touches_of(spec: Spec) -> tuple[Touch, ...]:
+    """What a YAML rule may touch, from its ``match``: the event glob, and for each
+    ``where`` condition that a key or a value must be there, that it cannot need an
+    event without those bytes."""
+    evidence = []
+    for path, op, value in spec.where:
+        last = next((p for p in reversed(path) if isinstance(p, str)), None)
+        if op == "exists" and last is not None and _PLAIN.fullmatch(last):
+            evidence.append(Lacks(b'"%s":' % last.encode()))
+        elif op == "equals" and isinstance(value, str) and value and _PLAIN.fullmatch(value):
+            evidence.append(Lacks(orjson.dumps(value)))
+    return (Touch(spec.event, *evidence),)
+
+
 class DeclarativeRule(Rule):
-    """A rule from the config file."""
+    """A rule from the config file (no state of its own: one object serves every stream)."""
 
     def __init__(self, spec: Spec):
         self.spec = spec
         self.name = spec.name           # instance attribute: one class, many YAML rules
         self.endpoint = spec.endpoint
         self.mode = spec.mode
-        self.types = None
+        self.touches = touches_of(spec)
         self._glob_cache: dict[str | None, bool] = {}
 
     def summary(self) -> str:  # type: ignore[override]
@@ -64,11 +85,6 @@ class DeclarativeRule(Rule):
             if len(self._glob_cache) < 1024:
                 self._glob_cache[name] = hit
         return hit
-
-    def wants(self, ev, ctx) -> bool:
-        if self.spec.event is None or ev.event is None:
-            return True
-        return self._matches_name(ev.event)
 
     def apply(self, obj: dict, ctx: StreamContext):
         spec = self.spec
@@ -114,7 +130,7 @@ class DeclarativeRule(Rule):
         return value is not None and self._default(obj, path, value, ctx)
 
     def _counter(self, obj, path, name, ctx):
-        counters = ctx.state.setdefault("$counters", {})   # shared by all rules of a stream
+        counters = ctx.counters             # shared by all rules of a stream
         changed = False
         for node, key in list(paths.items(obj, path, create=True)):
             n = counters.get(name, 0)

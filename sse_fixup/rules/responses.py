@@ -10,10 +10,13 @@ from __future__ import annotations
 import orjson
 
 from .base import Rule, StreamContext, mint_id
+from .touch import Lacks, Touch
 
 LIFECYCLE_START = frozenset({"response.created", "response.in_progress", "response.queued"})
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 ITEM_EVENTS = frozenset({"response.output_item.added", "response.output_item.done"})
+ARGS_EVENTS = frozenset({"response.function_call_arguments.delta",
+                         "response.function_call_arguments.done"})
 # every event that names an item by ``item_id`` and must carry its ``output_index``
 ITEM_SCOPED = frozenset({
     "response.content_part.added", "response.content_part.done",
@@ -59,11 +62,8 @@ class ResponseSkeleton(Rule):
 
     name = "responses.response_skeleton"
     endpoint = "responses"
-    types = LIFECYCLE_START | TERMINAL
+    touches = (Touch(LIFECYCLE_START | TERMINAL),)
     fixes = "R1(c), R3, R10, R11"
-
-    def new_state(self):
-        return {"id": None}
 
     def apply(self, obj: dict, ctx: StreamContext):
         resp = obj.get("response")
@@ -74,13 +74,11 @@ class ResponseSkeleton(Rule):
             return False
         else:
             changed = False
-        st = self.state(ctx)
         # one id for the whole stream: openai-python checks lifecycle identity
-        if st["id"] is None:
-            st["id"] = resp.get("id") if isinstance(resp.get("id"), str) else mint_id("resp_")
-        req = ctx.request
+        if ctx.response_id is None:
+            ctx.response_id = resp.get("id") if isinstance(resp.get("id"), str) else mint_id("resp_")
         defaults = response_defaults(ctx)
-        defaults["id"] = st["id"]
+        defaults["id"] = ctx.response_id
         if obj.get("type") in LIFECYCLE_START:
             defaults.update({"status": "in_progress", "output": [], "usage": None})
         for key, value in defaults.items():
@@ -95,15 +93,15 @@ class OutputIndex(Rule):
 
     name = "responses.output_index"
     endpoint = "responses"
-    types = ITEM_EVENTS | ITEM_SCOPED
+    touches = (Touch(ITEM_EVENTS | ITEM_SCOPED),)
     fixes = "R1(a), R3, R5, R18"
 
-    def new_state(self):
-        return {"by_item": {}, "next": 0}
+    def __init__(self):
+        self.by_item: dict = {}      # item id (or call_id) -> its output_index
+        self.next = 0
 
     def apply(self, obj: dict, ctx: StreamContext):
-        st = self.state(ctx)
-        by_item: dict = st["by_item"]
+        by_item = self.by_item
         if obj.get("type") in ITEM_EVENTS:
             item = obj.get("item")
             if not isinstance(item, dict):
@@ -114,12 +112,12 @@ class OutputIndex(Rule):
             elif isinstance(obj.get("output_index"), int):
                 index = obj["output_index"]
             else:
-                index = st["next"]
+                index = self.next
             if key is not None:
                 by_item[key] = index
                 if _id(item.get("call_id")):
                     by_item.setdefault(item["call_id"], index)
-            st["next"] = max(st["next"], index + 1)
+            self.next = max(self.next, index + 1)
         else:
             index = by_item.get(_id(obj.get("item_id")))
             if index is None:
@@ -137,11 +135,14 @@ class ContentIndex(Rule):
 
     name = "responses.content_index"
     endpoint = "responses"
-    types = PART_EVENTS | CONTENT_SCOPED
+    touches = (Touch(PART_EVENTS | CONTENT_SCOPED),)
     fixes = "R3, R5, R6"
 
+    def __init__(self):
+        self.parts: dict = {}        # item_id -> index of its current part
+
     def apply(self, obj: dict, ctx: StreamContext):
-        parts: dict = self.state(ctx)           # item_id -> index of its current part
+        parts = self.parts
         item_id = _id(obj.get("item_id"))
         if obj.get("type") == "response.content_part.added":
             index = parts[item_id] + 1 if item_id in parts else 0
@@ -159,16 +160,15 @@ class FunctionCallItems(Rule):
 
     name = "responses.function_call_items"
     endpoint = "responses"
-    types = ITEM_EVENTS | frozenset({"response.function_call_arguments.delta",
-                                     "response.function_call_arguments.done"})
+    touches = (Touch(ITEM_EVENTS, Lacks(b'"function_call"')), Touch(ARGS_EVENTS))
     fixes = "R1(b), R3, AI SDK checklist 3-4"
 
-    def new_state(self):
+    def __init__(self):
         # alias (upstream id or call_id) -> our id; our id -> {"args": [...], "done": bool, "name"}
-        return {"alias": {}, "calls": {}, "last": None}
+        self.st = {"alias": {}, "calls": {}, "last": None}
 
     def apply(self, obj: dict, ctx: StreamContext):
-        st = self.state(ctx)
+        st = self.st
         typ = obj.get("type")
         if typ in ITEM_EVENTS:
             item = obj.get("item")
@@ -253,7 +253,7 @@ class TextParts(Rule):
 
     name = "responses.text_parts"
     endpoint = "responses"
-    types = TEXT_EVENTS | PART_EVENTS | ITEM_EVENTS
+    touches = (Touch(TEXT_EVENTS | PART_EVENTS), Touch(ITEM_EVENTS, Lacks(b'"output_text"')))
     fixes = "R14, R15 (openai-python requires both lists)"
 
     def apply(self, obj: dict, ctx: StreamContext):
@@ -314,7 +314,7 @@ class CompletedUsage(Rule):
 
     name = "responses.usage"
     endpoint = "responses"
-    types = frozenset({"response.completed", "response.incomplete"})
+    touches = (Touch(frozenset({"response.completed", "response.incomplete"})),)
     fixes = "R2, R4, R12"
 
     def apply(self, obj: dict, ctx: StreamContext):
@@ -327,11 +327,9 @@ class ErrorEvent(Rule):
 
     name = "responses.error_event"
     endpoint = "responses"
-    types = None   # llama-server's error block has no type at all
+    # llama-server's error block has no event name and no type at all
+    touches = (Touch(frozenset({None, "error"}), Lacks(b'"error"')),)
     fixes = "R2, R16, llama-server #13"
-
-    def wants(self, ev, ctx):
-        return ev.event is None or ev.event == "error"
 
     def apply(self, obj: dict, ctx: StreamContext):
         typ = obj.get("type")
@@ -366,20 +364,19 @@ class SequenceNumber(Rule):
 
     name = "responses.sequence_number"
     endpoint = "responses"
-    types = None
+    touches = (Touch(),)
     fixes = "R3, R13"
 
-    def new_state(self):
-        return [0]
+    def __init__(self):
+        self.next = 0
 
     def apply(self, obj: dict, ctx: StreamContext):
-        nxt = self.state(ctx)
         seq = obj.get("sequence_number")
-        if isinstance(seq, int) and seq >= nxt[0]:
-            nxt[0] = seq + 1
+        if isinstance(seq, int) and seq >= self.next:
+            self.next = seq + 1
             return False
-        obj["sequence_number"] = nxt[0]
-        nxt[0] += 1
+        obj["sequence_number"] = self.next
+        self.next += 1
         return True
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .base import Fault, Rule, StreamContext, choices_of, mint_id
 from .responses import TERMINAL, response_defaults
+from .touch import Lacks, NullOnly, Touch
 
 INCOMPLETE = Fault("upstream_incomplete", "the upstream ended the stream without its terminal event")
 
@@ -29,65 +30,53 @@ class ResponsesTerminal(Rule):
 
     name = "responses.terminal"
     endpoint = "responses"
-    types = TERMINAL | {"error"}
+    touches = (Touch(TERMINAL | {"error"}),)
     fixes = "R7, R8"
 
-    def new_state(self):
-        return {"terminal": False, "error": False}
+    def __init__(self):
+        self.terminal = False
+        self.error = False
 
     def apply(self, obj: dict, ctx: StreamContext):
-        st = self.state(ctx)
         if obj.get("type") == "error":
-            st["error"] = True
+            self.error = True
         elif obj.get("type") in TERMINAL:
-            st["terminal"] = True
+            self.terminal = True
         return False
 
     def finish(self, ctx: StreamContext):
-        st = self.state(ctx)
-        if st["terminal"]:
+        if self.terminal:
             return []
         fault = ctx.fault or INCOMPLETE
-        skeleton = ctx.state.get("responses.response_skeleton") or {}
-        response = {"id": skeleton.get("id") or mint_id("resp_"), **response_defaults(ctx),
+        response = {"id": ctx.response_id or mint_id("resp_"), **response_defaults(ctx),
                     "status": "failed", "output": [], "usage": None, "incomplete_details": None,
                     "error": {"code": fault.code, "message": f"sse-fixup: {fault.message}"}}
         failed = {"type": "response.failed", "response": response}
-        return [failed] if st["error"] else [error_fields(fault), failed]
+        return [failed] if self.error else [error_fields(fault), failed]
 
 
 class ChatTerminal(Rule):
-    """A stream cut off before any finish_reason ends in an error chunk (then chat.done's [DONE])."""
+    """A stream cut off with no evidence of completion ends in an error chunk (then chat.done's [DONE])."""
 
     name = "chat.terminal"
     endpoint = "chat"
+    # evidence of completion: a finish_reason, a usage chunk (sent after generation), [DONE]
+    touches = (Touch(None, NullOnly("finish_reason", "usage"), Lacks(b'"error":')),)
     fixes = "E5, E8"
 
-    def new_state(self):
-        return {"finished": False, "error": False}
-
-    def wants(self, ev, ctx):
-        data = ev.data
-        return b"finish_reason" in data and b'"finish_reason":null' not in data \
-            or b'"error"' in data
-
-    def region_ok(self, region, ctx):
-        return not region.has(b'"error"') \
-            and region.count(b"finish_reason") == region.count(b'"finish_reason":null')
+    def __init__(self):
+        self.complete = False
 
     def apply(self, obj: dict, ctx: StreamContext):
-        st = self.state(ctx)
-        if obj.get("error"):
-            st["error"] = True
+        if obj.get("error") or obj.get("choices") == [] and isinstance(obj.get("usage"), dict):
+            self.complete = True
         for choice in choices_of(obj):
             if isinstance(choice, dict) and choice.get("finish_reason"):
-                st["finished"] = True
+                ctx.finished = True
         return False
 
     def finish(self, ctx: StreamContext):
-        st = self.state(ctx)
-        # a stream that has its finish_reason is complete even if [DONE] never came
-        if ctx.done_seen or st["finished"] or st["error"]:
+        if ctx.done_seen or ctx.finished or self.complete:
             return []
         err = error_fields(ctx.fault or INCOMPLETE)["error"]
         return [{"error": err}]

@@ -1,0 +1,129 @@
+"""One response, one transform: upstream bytes in, the client's bytes out.
+
+    reader  ──▶  stages (converters, the rule chain)  ──▶  writer
+    bytes → events         events → events                  events → bytes
+
+``feed(chunk)`` returns at once what is ready for one upstream read; ``close(fault)``
+returns the rest at the end (the terminal events of a stream cut short by ``fault``).
+The proxy's pump, ``sse-fixup replay`` and the tests all drive this object, so what
+the proxy sends is what they see.
+
+Readers (``sse.Decoder``, ``BodyReader``) turn bytes into ``sse.Event``s; every stage -
+a converter from one dialect to another, or the rule chain - has ``push(events) ->
+events`` and ``end() -> events``; writers turn events into the client's bytes.  The
+fast path: when the stages hand back the very list they got (no event changed) and
+the read held exactly those events, the read goes out as it came.  That is the byte
+string the writer would have joined, so the fast path cannot differ from the slow one.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from .rules.base import Fault, StreamContext
+from .sse import Event, encode, reencode
+
+
+class BodyReader:
+    """A complete (non-stream) body is one event, read when the body has ended."""
+
+    __slots__ = ("_parts", "overflow", "tiled", "max_event")
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self.overflow = False
+        self.tiled = False
+        self.max_event = None
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._parts.append(chunk)
+        return []
+
+    def close(self) -> list[Event]:
+        body = b"".join(self._parts)
+        return [Event(body, None, body)]
+
+
+class SSEWriter:
+    """Events as SSE: untouched ones as their upstream bytes, changed ones re-encoded
+    (only their ``data:`` line replaced), new ones encoded (Responses with ``event:``)."""
+
+    __slots__ = ("named", "_open")
+
+    def __init__(self, named: bool):
+        self.named = named
+        self._open = False          # the last bytes were an unterminated upstream tail
+
+    def write(self, events: list[Event]) -> bytes:
+        pieces = []
+        for ev in events:
+            if self._open:
+                pieces.append(b"\n\n")   # what follows must not run into that tail
+            if not ev.changed:
+                pieces.append(ev.raw)
+                self._open = not ev.terminated
+                continue
+            self._open = False
+            if ev.raw is None:
+                pieces.append(encode(orjson.dumps(ev.json), ev.event if self.named else None))
+            else:
+                pieces.append(reencode(ev, orjson.dumps(ev.json)))
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+class JSONWriter:
+    """One JSON body: as it came unless a rule changed it."""
+
+    __slots__ = ()
+
+    def write(self, events: list[Event]) -> bytes:
+        return b"".join(ev.raw if not ev.changed else orjson.dumps(ev.json) for ev in events)
+
+
+class Transform:
+    """One response: ``feed`` each upstream read, ``close`` at the end."""
+
+    __slots__ = ("reader", "stages", "writer", "ctx", "fault", "closed")
+
+    def __init__(self, reader, stages: list, writer, ctx: StreamContext):
+        self.reader = reader
+        self.stages = stages
+        self.writer = writer
+        self.ctx = ctx
+        self.fault: Fault | None = None     # set when the input itself ends the stream
+        self.closed = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.fault is not None or self.closed:
+            return b""
+        reader = self.reader
+        events = reader.feed(chunk)
+        if reader.overflow:
+            self.fault = Fault("event_too_large", f"an upstream event exceeded "
+                               f"limits.max_event_bytes ({reader.max_event} bytes)")
+        if not events:
+            return b""
+        out = events
+        for stage in self.stages:
+            out = stage.push(out)
+        if out is events and reader.tiled:
+            return chunk                    # no event changed: the read as it came
+        return self.writer.write(out) if out else b""
+
+    def close(self, fault: Fault | None = None) -> bytes:
+        """The rest, at the end of the upstream body: its unterminated tail - unless the
+        stream was cut short (a partial event would only break the client) - then what
+        the stages add (terminal events)."""
+        if self.closed:
+            return b""
+        self.closed = True
+        fault = self.fault or fault
+        self.ctx.fault = fault
+        events = self.reader.close() if fault is None else []
+        for stage in self.stages:
+            if events:
+                events = stage.push(events)
+            tail = stage.end()
+            if tail:
+                events = events + tail
+        return self.writer.write(events) if events else b""
