@@ -97,3 +97,21 @@ async def test_openai_python_stream_helpers_through_proxy(urls):
         final = await stream.get_final_completion()
     assert final.choices[0].finish_reason == "tool_calls"
     assert final.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+
+async def test_plain_requests_right_after_streams_never_get_a_502(urls):
+    """llama-server answers a stream with Keep-Alive and then closes the connection; the
+    proxy's pool must not turn that into 502s for the requests that follow (issue #10:
+    1-5 of 24 failed before)."""
+    import aiohttp
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8}
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(12):
+            async with session.post(urls["proxy"] + "/chat/completions", json={**chat, "stream": True}) as r:
+                assert r.status == 200
+                await r.read()
+            for _ in range(2):
+                async with session.post(urls["proxy"] + "/chat/completions", json=chat) as r:
+                    statuses.append((r.status, (await r.text())[:200]))
+    assert [s for s, _ in statuses] == [200] * 24, statuses
