@@ -88,10 +88,13 @@ class ChainStage:
         self.plans = chain._plans
         self.finished = False
 
-    def push(self, events: list[Event]) -> list[Event]:
+    def push(self, events: list[Event], region: bytes | None = None) -> list[Event]:
+        """``region``: the read that held exactly these events, for the evidence that can
+        be checked once for all of them (``Plan.region_holds``)."""
         ctx = self.ctx
         plans = self.plans
         out = None
+        held: dict | None = {} if region is not None and len(events) > 1 else None
         for i, ev in enumerate(events):
             data = ev.data
             result = None
@@ -104,7 +107,12 @@ class ChainStage:
                 else:
                     ctx.events += 1
                     plan = plans.get(ev.event) or self.chain.plan(ev.event)
-                    if not plan.passes(data, ctx):
+                    whole = False
+                    if held is not None and plan.regional:
+                        whole = held.get(plan)
+                        if whole is None:
+                            whole = held[plan] = plan.region_holds(region)
+                    if not plan.passes(data, 0, len(data), ctx, whole):
                         result = self._patch(ev, plan)
             if result is not None:
                 if out is None:
@@ -113,6 +121,38 @@ class ChainStage:
             elif out is not None:
                 out.append(ev)
         return events if out is None else out
+
+    def skim(self, chunk: bytes, limit: int | None) -> bool:
+        """A read of plain ``data: …`` events (LF, nameless, one data line each, from an
+        event boundary to one, none over ``limit`` bytes): True when no rule can need any
+        of them.  It is ``Plan.passes`` - the question the decoded path asks - for each
+        event where it lies in the read, with what holds for the whole read taken out of
+        the loop.  The caller then sends the read as it came, without decoding it.
+        False (nothing counted, nothing changed): decode it."""
+        if b"\r" in chunk or b"data: [DONE]" in chunk:     # (the rules' finish runs before it)
+            return False
+        plan = self.plans.get(None) or self.chain.plan(None)
+        needles: tuple | None = ()
+        if plan.rules:
+            if plan.always or plan.regional and not plan.region_holds(chunk):
+                return False
+            needles = plan.needles(self.ctx)
+            if needles is None:
+                return False
+        find = chunk.find
+        pos, n, size = 0, 0, len(chunk)
+        while pos < size:
+            end = find(b"\n", pos)
+            if end < 0 or end + 1 >= size or chunk[end + 1] != 10 or not chunk.startswith(b"data: ", pos) \
+                    or limit is not None and end + 2 - pos > limit:
+                return False
+            for needle in needles:
+                if find(needle, pos + 6, end) < 0:
+                    return False
+            n += 1
+            pos = end + 2
+        self.ctx.events += n
+        return True
 
     def end(self) -> list[Event]:
         """At the end of the upstream stream (``ctx.fault`` set when it was cut short)."""

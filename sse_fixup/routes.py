@@ -37,7 +37,7 @@ class BodyStage:
         self.chain = chain
         self.ctx = ctx
 
-    def push(self, events):
+    def push(self, events, region=None):
         for ev in events:
             obj = ev.json
             if obj is None:

@@ -99,6 +99,11 @@ class Decoder:
         # pending before it and nothing is left after it (a writer may pass the chunk on)
         self.tiled = False
 
+    @property
+    def idle(self) -> bool:
+        """On an event boundary with nothing pending: a read may start a new event."""
+        return self._started and not self._tail and not self._raw and not self.overflow
+
     def feed(self, chunk: bytes) -> list[Event]:
         self.tiled = False
         if not chunk or self.overflow:

@@ -14,6 +14,8 @@ events`` and ``end() -> events``; writers turn events into the client's bytes.  
 fast path: when the stages hand back the very list they got (no event changed) and
 the read held exactly those events, the read goes out as it came.  That is the byte
 string the writer would have joined, so the fast path cannot differ from the slow one.
+A read of plain ``data:`` events may even skip decoding (``ChainStage.skim``): the
+chain asks the same per-event question of each event where it lies in the read.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from .sse import Event, encode, reencode
 class BodyReader:
     """A complete (non-stream) body is one event, read when the body has ended."""
 
-    __slots__ = ("_parts", "overflow", "tiled", "max_event")
+    __slots__ = ("_parts", "overflow", "tiled", "idle", "max_event")
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []
         self.overflow = False
         self.tiled = False
+        self.idle = False
         self.max_event = None
 
     def feed(self, chunk: bytes) -> list[Event]:
@@ -83,7 +86,7 @@ class JSONWriter:
 class Transform:
     """One response: ``feed`` each upstream read, ``close`` at the end."""
 
-    __slots__ = ("reader", "stages", "writer", "ctx", "fault", "closed")
+    __slots__ = ("reader", "stages", "writer", "ctx", "fault", "closed", "_skim")
 
     def __init__(self, reader, stages: list, writer, ctx: StreamContext):
         self.reader = reader
@@ -92,21 +95,27 @@ class Transform:
         self.ctx = ctx
         self.fault: Fault | None = None     # set when the input itself ends the stream
         self.closed = False
+        # SSE in, SSE out, the rule chain alone: a read may be vouched for undecoded
+        self._skim = stages[0].skim if len(stages) == 1 and isinstance(writer, SSEWriter) \
+            and hasattr(stages[0], "skim") else None
 
     def feed(self, chunk: bytes) -> bytes:
         if self.fault is not None or self.closed:
             return b""
         reader = self.reader
+        if self._skim is not None and reader.idle and self._skim(chunk, reader.max_event):
+            return chunk                    # every event passes: the read as it came
         events = reader.feed(chunk)
         if reader.overflow:
             self.fault = Fault("event_too_large", f"an upstream event exceeded "
                                f"limits.max_event_bytes ({reader.max_event} bytes)")
         if not events:
             return b""
-        out = events
-        for stage in self.stages:
+        tiled = reader.tiled
+        out = self.stages[0].push(events, chunk if tiled else None) if self.stages else events
+        for stage in self.stages[1:]:
             out = stage.push(out)
-        if out is events and reader.tiled:
+        if out is events and tiled:
             return chunk                    # no event changed: the read as it came
         return self.writer.write(out) if out else b""
 

@@ -192,8 +192,12 @@ def stream(draw, endpoint: str):
     nl = b"\r\n" if crlf else b"\n"
     pieces = []
     for _ in range(draw(st.integers(1, 14))):
-        kind = draw(st.sampled_from(["event"] * 8 + ["comment", "non-json", "blank"]))
-        if kind == "comment":
+        kind = draw(st.sampled_from(["event"] * 8 + ["comment", "non-json", "blank", "odd"]))
+        if kind == "odd":                 # lone CRs, id:/retry: lines, an event: line hidden behind a CR
+            pieces.append(draw(st.sampled_from([
+                b"data: a\rdata: b", b'data: {"type":"error","code":"x"}\revent: error',
+                b"id: 7" + nl + b'data: {"choices":[]}', b"retry: 10", b"data:" + nl + b"data: [DONE]"])) + nl + nl)
+        elif kind == "comment":
             pieces.append(b": keep" + nl + nl)
         elif kind == "non-json":
             pieces.append(b"data: not json " + draw(TEXT).encode() .replace(b"\r", b"").replace(b"\n", b"")

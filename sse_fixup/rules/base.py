@@ -93,13 +93,26 @@ class Envelope:
 
     __slots__ = ("id", "created", "model", "needles")
 
-    def __init__(self, id: str, created: int, model: str):
+    def __init__(self, id: str, created: int, model: str, order=()):
         self.id = id
         self.created = created
         self.model = model
-        # a chunk holding these exact bytes carries the envelope already (compact JSON)
-        self.needles = (b'"created":%d' % created, b'"id":' + orjson.dumps(id),
-                        b'"object":"chat.completion.chunk"', b'"model":"')
+        # a chunk holding these exact bytes carries the envelope already (compact JSON);
+        # fields that sit side by side in the first chunk (``order``: its keys) make one
+        # needle, so that the usual chunk is vouched for by one or two scans, not four
+        fields = {"id": b'"id":' + orjson.dumps(id), "created": b'"created":%d' % created,
+                  "object": b'"object":"chat.completion.chunk"', "model": b'"model":' + orjson.dumps(model)}
+        runs: list[list[bytes]] = []
+        last = None
+        for key in order:
+            if key in fields:
+                if last is None:
+                    runs.append([])
+                runs[-1].append(fields.pop(key))
+                last = key
+            else:
+                last = None
+        self.needles = tuple(b",".join(run) for run in runs) + tuple(fields.values())
 
 
 def choices_of(obj: dict) -> list:

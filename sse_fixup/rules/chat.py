@@ -12,7 +12,7 @@ import orjson
 from ..sse import Event
 from .base import Envelope as EnvelopeFact
 from .base import Rule, StreamContext, choices_of, mint_id
-from .touch import Known, Lacks, NullOnly, SameCount, Touch
+from .touch import Known, Lacks, NullOnly, Preceded, Touch
 
 TOOL_CALLS = b'"tool_calls":'
 
@@ -43,7 +43,7 @@ class Envelope(Rule):
             env = ctx.envelope = EnvelopeFact(
                 obj["id"] if isinstance(obj.get("id"), str) else mint_id("chatcmpl-"),
                 obj["created"] if isinstance(obj.get("created"), int) else ctx.started,
-                model if isinstance(model, str) else (ctx.request.model or "unknown"))
+                model if isinstance(model, str) else (ctx.request.model or "unknown"), obj)
         changed = False
         if obj.get("id") != env.id:
             obj["id"] = env.id
@@ -65,10 +65,9 @@ class ChoiceIndex(Rule):
 
     name = "chat.choice_index"
     endpoint = "chat"
-    # one "index" per choice: as many as there are deltas and finish_reasons (tool calls
-    # carry an index of their own, so chunks with them are always looked at)
-    touches = (Touch(None, Lacks(TOOL_CALLS), SameCount(b'"index":', b'"delta":'),
-                     SameCount(b'"index":', b'"finish_reason":')),)
+    # every choice carries a "delta": right after its "index" (as OpenAI, vLLM and
+    # llama-server write them) has one; other layouts and n > 1 are parsed
+    touches = (Touch(None, Preceded(b'"delta":', b'"index":0,')),)
     fixes = "E3"
 
     def apply(self, obj: dict, ctx: StreamContext):

@@ -65,16 +65,18 @@ class NullOnly(Evidence):
         return "its " + ", ".join(self.keys) + " are null or absent"
 
 
-class SameCount(Evidence):
-    """The two byte strings occur equally often (e.g. one ``index`` per choice ``delta``)."""
+class Preceded(Evidence):
+    """Each occurrence of ``needle`` comes right after ``prefix`` (e.g. every choice's
+    ``"delta":`` right after ``"index":0,``: that choice has its index)."""
 
-    __slots__ = ("pair",)
+    __slots__ = ("needle", "pair")
 
-    def __init__(self, a: bytes, b: bytes):
-        self.pair = (a, b)
+    def __init__(self, needle: bytes, prefix: bytes):
+        self.needle = needle
+        self.pair = (needle, prefix + needle)
 
     def describe(self) -> str:
-        return f"{self.pair[0].decode()} as often as {self.pair[1].decode()}"
+        return f"each {self.pair[0].decode()} follows {self.pair[1][:-len(self.pair[0])].decode()}"
 
 
 class Known(Evidence):
@@ -124,15 +126,23 @@ class Touch:
 
 class Plan:
     """For one event name: the rules that may touch it (chain positions) and the evidence
-    that, when it all holds, lets the event pass unparsed."""
+    that, when it all holds, lets the event pass unparsed.
 
-    __slots__ = ("rules", "always", "lacks", "has", "nulls", "same", "known")
+    ``Lacks``, ``NullOnly`` and ``Preceded`` speak of every occurrence of a needle: when
+    they hold over the bytes of a whole read they hold for each event in it (an event's
+    data is part of those bytes, and no needle can straddle two events), so for a read of
+    many events they are checked once (``region_holds``).  ``Has`` and ``Known`` speak of
+    one event as a whole: always per event.  Checks take ``(buf, start, end)`` so that a
+    read's events can be looked at where they lie, without slicing.
+    """
+
+    __slots__ = ("rules", "always", "lacks", "has", "nulls", "preceded", "known", "regional")
 
     def __init__(self, rules: tuple, evidence: list[Evidence] | None):
         self.rules = rules
         self.always = evidence is None           # a rule without evidence: always parse
         # the evidence of all the rules, each check once (it is all one conjunction)
-        lacks, has, nulls, same, known = [], [], [], [], []
+        lacks, has, nulls, preceded, known = [], [], [], [], []
         for ev in evidence or ():
             if isinstance(ev, Lacks):
                 lacks.extend(n for n in ev.needles if n not in lacks)
@@ -140,41 +150,59 @@ class Plan:
                 has.extend(n for n in ev.needles if n not in has)
             elif isinstance(ev, NullOnly):
                 nulls.extend(t for t in ev.triples if t not in nulls)
-            elif isinstance(ev, SameCount):
-                if ev.pair not in same:
-                    same.append(ev.pair)
+            elif isinstance(ev, Preceded):
+                if ev.pair not in preceded:
+                    preceded.append(ev.pair)
             elif isinstance(ev, Known):
                 if ev.needles not in known:
                     known.append(ev.needles)
         self.lacks, self.has, self.known = tuple(lacks), tuple(has), tuple(known)
-        self.nulls, self.same = tuple(nulls), tuple(same)
+        self.nulls, self.preceded = tuple(nulls), tuple(preceded)
+        self.regional = bool(lacks or nulls or preceded)
 
-    def passes(self, data: bytes, ctx) -> bool:
-        """True when no rule of the plan can need this event."""
+    def region_holds(self, buf: bytes) -> bool:
+        """The occurrence-wise evidence over a whole read."""
+        return self._occurrences(buf, 0, len(buf))
+
+    def passes(self, buf: bytes, start: int, end: int, ctx, region: bool = False) -> bool:
+        """True when no rule of the plan can need the event whose data is
+        ``buf[start:end]``; ``region``: the occurrence-wise evidence is known to hold."""
         if not self.rules:
             return True
-        if self.always:
+        if self.always or not (region or self._occurrences(buf, start, end)):
             return False
-        for n in self.lacks:
-            if n in data:
+        needles = self.needles(ctx)
+        if needles is None:
+            return False
+        for n in needles:
+            if buf.find(n, start, end) < 0:
                 return False
-        for n in self.has:
-            if n not in data:
+        return True
+
+    def needles(self, ctx) -> tuple | None:
+        """What each event must hold (``Has``, and what ``Known`` gives now); None: nothing
+        is known yet, so every event must be parsed."""
+        out = self.has
+        for known in self.known:
+            got = known(ctx)
+            if got is None:
+                return None
+            out += got
+        return out
+
+    def _occurrences(self, buf: bytes, start: int, end: int) -> bool:
+        for n in self.lacks:
+            if buf.find(n, start, end) >= 0:
                 return False
         for key, null, spaced in self.nulls:
-            c = data.count(key)
-            if c and c != data.count(null) + data.count(spaced):
+            c = buf.count(key, start, end)
+            if c and c != buf.count(null, start, end) and \
+                    c != buf.count(null, start, end) + buf.count(spaced, start, end):
                 return False
-        for a, b in self.same:
-            if data.count(a) != data.count(b):
+        for needle, preceded in self.preceded:
+            c = buf.count(needle, start, end)
+            if c and c != buf.count(preceded, start, end):
                 return False
-        for needles in self.known:
-            got = needles(ctx)
-            if got is None:
-                return False
-            for n in got:
-                if n not in data:
-                    return False
         return True
 
 
