@@ -122,37 +122,44 @@ class ChainStage:
                 out.append(ev)
         return events if out is None else out
 
-    def skim(self, chunk: bytes, limit: int | None) -> bool:
-        """A read of plain ``data: …`` events (LF, nameless, one data line each, from an
-        event boundary to one, none over ``limit`` bytes): True when no rule can need any
-        of them.  It is ``Plan.passes`` - the question the decoded path asks - for each
-        event where it lies in the read, with what holds for the whole read taken out of
-        the loop.  The caller then sends the read as it came, without decoding it.
-        False (nothing counted, nothing changed): decode it."""
-        if b"\r" in chunk or b"data: [DONE]" in chunk:     # (the rules' finish runs before it)
-            return False
+    def skim(self, chunk: bytes, start: int, end: int, limit: int | None) -> int:
+        """Plain ``data: …`` events (nameless, one data line each, none over ``limit``
+        bytes) lying in ``chunk[start:end]`` (LF line ends only: the caller checked) from
+        an event boundary on: how far (a
+        position) they run with no rule able to need any of them.  The caller sends
+        those bytes as they came, undecoded, and decodes the rest.
+
+        Each event gets ``Plan.passes`` - the question the decoded path asks - where it
+        lies: the occurrence-wise evidence once for the whole span when it holds there
+        (else per event), the per-event needles for each event."""
         plan = self.plans.get(None) or self.chain.plan(None)
         needles: tuple | None = ()
+        whole = True
         if plan.rules:
-            if plan.always or plan.regional and not plan.region_holds(chunk):
-                return False
-            needles = plan.needles(self.ctx)
+            needles = None if plan.always else plan.needles(self.ctx)
             if needles is None:
-                return False
+                return start
+            whole = not plan.regional or plan.region_holds(chunk, start, end)
         find = chunk.find
-        pos, n, size = 0, 0, len(chunk)
-        while pos < size:
-            end = find(b"\n", pos)
-            if end < 0 or end + 1 >= size or chunk[end + 1] != 10 or not chunk.startswith(b"data: ", pos) \
-                    or limit is not None and end + 2 - pos > limit:
-                return False
+        occurrences = plan.occurrences
+        pos, n = start, 0
+        while pos < end:
+            stop = find(b"\n", pos, end)
+            if stop < 0 or stop + 1 >= end or chunk[stop + 1] != 10 \
+                    or not chunk.startswith(b"data: ", pos) or chunk.startswith(b"[DONE]", pos + 6) \
+                    or limit is not None and stop + 2 - pos > limit \
+                    or not whole and not occurrences(chunk, pos + 6, stop):
+                break
             for needle in needles:
-                if find(needle, pos + 6, end) < 0:
-                    return False
-            n += 1
-            pos = end + 2
+                if find(needle, pos + 6, stop) < 0:
+                    break
+            else:
+                n += 1
+                pos = stop + 2
+                continue
+            break
         self.ctx.events += n
-        return True
+        return pos
 
     def end(self) -> list[Event]:
         """At the end of the upstream stream (``ctx.fault`` set when it was cut short)."""

@@ -118,6 +118,9 @@ def cmd_rules() -> int:
     print("\nBuilt-in rules (in preset order; config key: disable):")
     for name, cls in BUILTIN.items():
         print(f"  {name:<32} {cls.summary()}  [{cls.mode}; fixes {cls.fixes}]")
+        if cls.mode == "stream":
+            touches = "; ".join(t.describe() for t in cls.touches) or "no event (adds events at the end)"
+            print(f"  {'':<32}   touches {touches}")
     return 0
 
 

@@ -77,9 +77,9 @@ class Route:
         ctx = StreamContext(info)
         chain = self.chains[(info.endpoint, mode)]
         if mode == "stream":
-            return Transform(Decoder(self.max_event), [chain.open(ctx)],
-                             SSEWriter(named=info.endpoint == "responses"), ctx)
-        return Transform(BodyReader(), [BodyStage(chain, ctx)], JSONWriter(), ctx)
+            return Transform(Decoder(self.max_event),
+                             [chain.open(ctx), SSEWriter(named=info.endpoint == "responses")], ctx)
+        return Transform(BodyReader(), [BodyStage(chain, ctx), JSONWriter()], ctx)
 
 
 class Router:

@@ -104,26 +104,33 @@ class Decoder:
         """On an event boundary with nothing pending: a read may start a new event."""
         return self._started and not self._tail and not self._raw and not self.overflow
 
+    def pending_end(self, chunk: bytes) -> int:
+        """Where in ``chunk`` (LF line ends only) the event in progress ends: after
+        ``feed(chunk[:i])`` the decoder is ``idle``.  0 when it is already; -1 when that
+        end is not in ``chunk``, or cannot be told from it (CR, no BOM check yet)."""
+        if not self._started or self.overflow or b"\r" in chunk:
+            return -1
+        if not self._tail and not self._raw:
+            return 0
+        if not self._tail and chunk[:1] == b"\n":
+            return 1                          # the blank line that ends the pending event
+        i = chunk.find(b"\n\n")
+        return i + 2 if i >= 0 else -1
+
     def feed(self, chunk: bytes) -> list[Event]:
         self.tiled = False
         if not chunk or self.overflow:
             return []
-        if self._started and b"\r" not in chunk:
-            if not self._tail and not self._raw:
-                events = self._feed_lf(chunk)
-                self.tiled = not self._tail and not self._raw and not self.overflow
-                return events
-            # where the pending event ends: finish it line by line, the rest block-wise
-            if not self._tail and chunk[:1] == b"\n":
-                i = 1
-            else:
-                i = chunk.find(b"\n\n")
-                i = i + 2 if i >= 0 else -1
-            if 0 < i < len(chunk):
-                events = self._feed(chunk[:i])
-                if not self.overflow:
-                    events.extend(self._feed_lf(chunk[i:]))
-                return events
+        i = self.pending_end(chunk)
+        if i == 0:
+            events = self._feed_lf(chunk)
+            self.tiled = not self._tail and not self._raw and not self.overflow
+            return events
+        if 0 < i < len(chunk):                # finish the pending event, then block-wise
+            events = self._feed(chunk[:i])
+            if not self.overflow:
+                events.extend(self._feed_lf(chunk[i:]))
+            return events
         return self._feed(chunk)
 
     def _feed_lf(self, buf: bytes) -> list[Event]:

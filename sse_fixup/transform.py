@@ -1,21 +1,21 @@
 """One response, one transform: upstream bytes in, the client's bytes out.
 
-    reader  ──▶  stages (converters, the rule chain)  ──▶  writer
-    bytes → events         events → events                  events → bytes
+    reader  ──▶  stages: converters, the rule chain, … the writer
+    bytes → events          events → events            events → bytes
 
 ``feed(chunk)`` returns at once what is ready for one upstream read; ``close(fault)``
 returns the rest at the end (the terminal events of a stream cut short by ``fault``).
 The proxy's pump, ``sse-fixup replay`` and the tests all drive this object, so what
 the proxy sends is what they see.
 
-Readers (``sse.Decoder``, ``BodyReader``) turn bytes into ``sse.Event``s; every stage -
-a converter from one dialect to another, or the rule chain - has ``push(events) ->
-events`` and ``end() -> events``; writers turn events into the client's bytes.  The
-fast path: when the stages hand back the very list they got (no event changed) and
+Readers (``sse.Decoder``, ``BodyReader``) turn bytes into ``sse.Event``s.  Every stage -
+a converter from one dialect to another, the rule chain, and last the writer of the
+client's dialect - is one kind of object: ``push(events, region=None)`` and ``end()``,
+returning events (the writer: bytes).  The fast path: when the stages hand back the very list they got (no event changed) and
 the read held exactly those events, the read goes out as it came.  That is the byte
 string the writer would have joined, so the fast path cannot differ from the slow one.
-A read of plain ``data:`` events may even skip decoding (``ChainStage.skim``): the
-chain asks the same per-event question of each event where it lies in the read.
+Plain ``data:`` events may even skip decoding (``ChainStage.skim``): the chain asks
+the same per-event question of each event where it lies in the read.
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ class SSEWriter:
         self.named = named
         self._open = False          # the last bytes were an unterminated upstream tail
 
-    def write(self, events: list[Event]) -> bytes:
+    def end(self) -> bytes:
+        return b""
+
+    def push(self, events: list[Event], region=None) -> bytes:
         pieces = []
         for ev in events:
             if self._open:
@@ -79,45 +82,70 @@ class JSONWriter:
 
     __slots__ = ()
 
-    def write(self, events: list[Event]) -> bytes:
+    def end(self) -> bytes:
+        return b""
+
+    def push(self, events: list[Event], region=None) -> bytes:
         return b"".join(ev.raw if not ev.changed else orjson.dumps(ev.json) for ev in events)
 
 
 class Transform:
-    """One response: ``feed`` each upstream read, ``close`` at the end."""
+    """One response: ``feed`` each upstream read, ``close`` at the end.  ``stages`` end
+    with the writer."""
 
-    __slots__ = ("reader", "stages", "writer", "ctx", "fault", "closed", "_skim")
+    __slots__ = ("reader", "stages", "ctx", "fault", "closed", "_skim")
 
-    def __init__(self, reader, stages: list, writer, ctx: StreamContext):
+    def __init__(self, reader, stages: list, ctx: StreamContext):
         self.reader = reader
         self.stages = stages
-        self.writer = writer
         self.ctx = ctx
         self.fault: Fault | None = None     # set when the input itself ends the stream
         self.closed = False
-        # SSE in, SSE out, the rule chain alone: a read may be vouched for undecoded
-        self._skim = stages[0].skim if len(stages) == 1 and isinstance(writer, SSEWriter) \
+        # SSE in, the rule chain alone, SSE out: a read may be vouched for undecoded
+        self._skim = stages[0].skim if len(stages) == 2 and isinstance(stages[1], SSEWriter) \
             and hasattr(stages[0], "skim") else None
 
     def feed(self, chunk: bytes) -> bytes:
         if self.fault is not None or self.closed:
             return b""
+        if self._skim is None:
+            return self._decoded(chunk)
+        # the read in three parts: the end of an event begun in an earlier read (decoded),
+        # whole events (as they came while no rule can need them), the rest (decoded)
         reader = self.reader
-        if self._skim is not None and reader.idle and self._skim(chunk, reader.max_event):
-            return chunk                    # every event passes: the read as it came
+        start = reader.pending_end(chunk)
+        end = chunk.rfind(b"\n\n") + 2
+        if start < 0 or end <= start:
+            return self._decoded(chunk)
+        head = self._decoded(chunk[:start]) if start else b""
+        if self.fault is not None or not reader.idle:
+            return head + self._decoded(chunk[start:])
+        pos = self._skim(chunk, start, end, reader.max_event)
+        if pos == start:
+            return head + self._decoded(chunk[start:])
+        body = chunk if start == 0 and pos == len(chunk) else chunk[start:pos]
+        if pos < len(chunk):
+            return head + body + self._decoded(chunk[pos:])
+        return head + body if head else body
+
+    def _decoded(self, chunk: bytes) -> bytes:
+        reader = self.reader
         events = reader.feed(chunk)
         if reader.overflow:
             self.fault = Fault("event_too_large", f"an upstream event exceeded "
                                f"limits.max_event_bytes ({reader.max_event} bytes)")
         if not events:
             return b""
-        tiled = reader.tiled
-        out = self.stages[0].push(events, chunk if tiled else None) if self.stages else events
-        for stage in self.stages[1:]:
-            out = stage.push(out)
-        if out is events and tiled:
-            return chunk                    # no event changed: the read as it came
-        return self.writer.write(out) if out else b""
+        region = chunk if reader.tiled else None      # the read held exactly these events
+        out = events
+        for stage in self.stages[:-1]:
+            out = stage.push(out, region)
+            region = None
+            if not out:
+                return b""
+        if out is events and reader.tiled:
+            return chunk                    # no event changed: the bytes as they came
+        return self.stages[-1].push(out)
 
     def close(self, fault: Fault | None = None) -> bytes:
         """The rest, at the end of the upstream body: its unterminated tail - unless the
@@ -129,10 +157,11 @@ class Transform:
         fault = self.fault or fault
         self.ctx.fault = fault
         events = self.reader.close() if fault is None else []
-        for stage in self.stages:
+        for stage in self.stages[:-1]:
             if events:
                 events = stage.push(events)
             tail = stage.end()
             if tail:
                 events = events + tail
-        return self.writer.write(events) if events else b""
+        writer = self.stages[-1]
+        return (writer.push(events) if events else b"") + writer.end()

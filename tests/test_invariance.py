@@ -284,7 +284,7 @@ def run_alone(rule, body: bytes, cuts, request, parse_all: bool) -> bytes:
     with fixed_ids():
         ctx = StreamContext(RequestInfo(rule.endpoint, "/v1/x", request))
         chain = Chain(rule.endpoint, [rule], parse_all=parse_all)
-        t = Transform(Decoder(), [chain.open(ctx)], SSEWriter(named=rule.endpoint == "responses"), ctx)
+        t = Transform(Decoder(), [chain.open(ctx), SSEWriter(named=rule.endpoint == "responses")], ctx)
         return b"".join(t.feed(c) for c in cut(body, cuts)) + t.close()
 
 

@@ -19,7 +19,7 @@ def run(rule_names, events, endpoint="chat", body=None, extra=()):
         + b"data: " + (e if isinstance(e, bytes) else json.dumps(e).encode()) + b"\n\n"
         for e in events)
     ctx = StreamContext(RequestInfo(endpoint, "/v1/x", body or {}))
-    t = Transform(Decoder(), [chain.open(ctx)], SSEWriter(named=endpoint == "responses"), ctx)
+    t = Transform(Decoder(), [chain.open(ctx), SSEWriter(named=endpoint == "responses")], ctx)
     out = t.feed(raw) + t.close()
     return [json.loads(line[6:]) if line[6:7] == b"{" else line[6:].decode()
             for line in out.split(b"\n") if line.startswith(b"data: ")]
@@ -199,7 +199,7 @@ def test_failing_rule_passes_event_unchanged_and_is_logged_once(caplog):
     raw = [chunk({"content": "a"}), chunk({"content": "b"})]
     data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in raw)
     ctx = StreamContext(RequestInfo("chat"))
-    t = Transform(Decoder(), [Chain("chat", [Boom]).open(ctx)], SSEWriter(named=False), ctx)
+    t = Transform(Decoder(), [Chain("chat", [Boom]).open(ctx), SSEWriter(named=False)], ctx)
     out = t.feed(data) + t.close()
     assert out == data
     assert ctx.failures == {"test.boom": "ValueError: bad rule"}

@@ -106,6 +106,6 @@ def test_any_chunking_gives_same_events_and_identity_bytes(name, data):
     assert fields(split) == fields(whole)
     assert b"".join(e.raw for e in split) == body
     ctx = StreamContext(RequestInfo("responses"))
-    identity = Transform(Decoder(), [Chain("responses", []).open(ctx)], SSEWriter(named=True), ctx)
+    identity = Transform(Decoder(), [Chain("responses", []).open(ctx), SSEWriter(named=True)], ctx)
     out = b"".join(identity.feed(c) for c in chunks) + identity.close()
     assert out == body

@@ -66,7 +66,7 @@ class StreamContext:
     """Per-stream state: one per proxied response, shared by the rules of one chain."""
 
     __slots__ = ("request", "started", "applied", "failures", "non_json", "fault", "events",
-                 "patched", "done_seen", "finished", "response_id", "envelope", "counters")
+                 "patched", "done_seen", "finished", "chunk_seen", "response_id", "envelope", "counters")
 
     def __init__(self, request: RequestInfo):
         self.request = request
@@ -80,6 +80,7 @@ class StreamContext:
         # facts several rules share
         self.done_seen = False                # upstream sent data: [DONE]
         self.finished = False                 # chat: a finish_reason was sent (or added)
+        self.chunk_seen = False               # chat: a chunk with choices was parsed
         self.response_id: str | None = None   # responses: the one id of this stream
         self.envelope: Envelope | None = None  # chat: id, created, model of the stream
         self.counters: dict[str, int] = {}    # YAML ``counter`` actions, by counter name

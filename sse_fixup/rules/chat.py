@@ -175,7 +175,10 @@ class FinishReason(Rule):
 
     name = "chat.finish_reason"
     endpoint = "chat"
-    touches = (Touch(None, Lacks(TOOL_CALLS), NullOnly("finish_reason", "usage")),)
+    # (until it has seen a chunk with choices, it looks at every event: a stream of
+    # nothing but non-JSON lines gets no finish chunk)
+    touches = (Touch(None, Lacks(TOOL_CALLS), NullOnly("finish_reason", "usage"),
+                     Known(lambda ctx: () if ctx.chunk_seen else None, "a chunk was seen")),)
     fixes = "E2, E4, E5, E6"
 
     def __init__(self):
@@ -184,7 +187,7 @@ class FinishReason(Rule):
     def apply(self, obj: dict, ctx: StreamContext):
         choices = obj.get("choices")
         if choices == [] and isinstance(obj.get("usage"), dict) and not ctx.finished \
-                and ctx.events > 1:
+                and ctx.chunk_seen:
             # the usage chunk comes only after generation ended: the stream is complete,
             # and its missing finish_reason goes before it
             return [self._finish_chunk(ctx), obj]
@@ -192,6 +195,7 @@ class FinishReason(Rule):
         for choice in choices_of(obj):
             if not isinstance(choice, dict):
                 continue
+            ctx.chunk_seen = True
             index = choice.get("index", 0)
             delta = choice.get("delta")
             if isinstance(delta, dict) and delta.get("tool_calls"):
@@ -210,9 +214,8 @@ class FinishReason(Rule):
         return changed
 
     def finish(self, ctx: StreamContext):
-        # [DONE] is evidence of a complete stream (a cut one gets chat.terminal's error);
-        # a stream of nothing but non-JSON lines is left as it is
-        if not ctx.done_seen or ctx.finished or ctx.events <= ctx.non_json:
+        # [DONE] is evidence of a complete stream (a cut one gets chat.terminal's error)
+        if not ctx.done_seen or ctx.finished or not ctx.chunk_seen:
             return []
         return [self._finish_chunk(ctx)]
 

@@ -160,16 +160,16 @@ class Plan:
         self.nulls, self.preceded = tuple(nulls), tuple(preceded)
         self.regional = bool(lacks or nulls or preceded)
 
-    def region_holds(self, buf: bytes) -> bool:
-        """The occurrence-wise evidence over a whole read."""
-        return self._occurrences(buf, 0, len(buf))
+    def region_holds(self, buf: bytes, start: int = 0, end: int | None = None) -> bool:
+        """The occurrence-wise evidence over a run of whole events."""
+        return self.occurrences(buf, start, len(buf) if end is None else end)
 
     def passes(self, buf: bytes, start: int, end: int, ctx, region: bool = False) -> bool:
         """True when no rule of the plan can need the event whose data is
         ``buf[start:end]``; ``region``: the occurrence-wise evidence is known to hold."""
         if not self.rules:
             return True
-        if self.always or not (region or self._occurrences(buf, start, end)):
+        if self.always or not (region or self.occurrences(buf, start, end)):
             return False
         needles = self.needles(ctx)
         if needles is None:
@@ -190,7 +190,7 @@ class Plan:
             out += got
         return out
 
-    def _occurrences(self, buf: bytes, start: int, end: int) -> bool:
+    def occurrences(self, buf: bytes, start: int, end: int) -> bool:
         for n in self.lacks:
             if buf.find(n, start, end) >= 0:
                 return False
