@@ -29,6 +29,9 @@ async def test_sigterm_drains_then_ends_open_streams_and_exits_0(aiohttp_server,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        if not line:                      # it exited: say why
+            err = await asyncio.wait_for(proc.stderr.read(), 5)
+            pytest.fail(f"sse-fixup exited with {await proc.wait()} before listening: {err.decode()}")
         assert f"listening on http://127.0.0.1:{port}".encode() in line
         assert f"{loop} loop".encode() in line
         url = f"http://127.0.0.1:{port}/v1/responses"
