@@ -239,14 +239,15 @@ class ChainStage:
                 changed = True
                 ctx.mark(rule.name)
                 typ = obj.get("type")
-            elif res:
+            elif isinstance(res, list):          # the events to send instead (0..n)
                 ctx.mark(rule.name)
                 rest = range(pos + 1, len(rules))
                 out: list[tuple[dict, bool]] = []
                 for item in res:
                     sub = self._run(item, rest)
-                    for x, c in sub if sub is not None else [(item, False)]:
-                        out.append((x, c or changed) if x is obj else (x, True))
+                    # the original among them is encoded anew: the rule that listed it may
+                    # have changed it too
+                    out.extend((x, True) for x, _ in (sub if sub is not None else [(item, True)]))
                 return out
         return [(obj, True)] if changed else None
 

@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", metavar="FILE")
     replay.add_argument("--request", metavar="FILE",
                         help="the request's JSON body (or a raw .request.http): model, tools")
-    sub.add_parser("rules", help="list built-in rules and presets")
+    rules = sub.add_parser("rules", help="list built-in rules and presets (and a config's routes)")
+    rules.add_argument("--config", metavar="FILE", help="also show this config's effective routes")
     config = sub.add_parser("config", help="list every config key: type, default, meaning")
     config.add_argument("--schema", action="store_true",
                         help="print the config file's JSON Schema instead (sse_fixup/config.schema.json)")
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "rules":
-            return cmd_rules()
+            return cmd_rules(args)
         if args.command == "config":
             return cmd_config(args)
         if args.command == "replay":
@@ -108,9 +109,20 @@ def _flag_error(flag: str):
     return fail
 
 
-def cmd_rules() -> int:
+def cmd_rules(args=None) -> int:
     from .presets import PRESETS
     from .rules import BUILTIN
+
+    if args is not None and args.config:
+        from .routes import Router
+        cfg = load(args.config)
+        print(f"Routes of {args.config} (first match wins):")
+        for i, route in enumerate(Router(cfg).routes):
+            print(f"  {i + 1}. {route.describe()}")
+            for endpoint in ("responses", "chat"):
+                names = route.chains[(endpoint, "stream")].names
+                print(f"       {endpoint} stream rules: {', '.join(names) or 'none'}")
+        print()
 
     print("Presets (config key: presets):")
     for name, (desc, _) in PRESETS.items():

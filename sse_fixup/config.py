@@ -182,16 +182,26 @@ def _spec(raw, at: At, i: int) -> Spec:
 # -- the config file ----------------------------------------------------------------------
 
 class RouteKeys(Section):
-    """The keys a ``routes:`` entry will be able to override; the top level has them too.
-
-    A route will be ``class Route(RouteKeys): match = Nested(RouteMatch, ..., required=True)``
-    in ``Config.routes = ListOf(Nested(Route), [], ...)``; a key that a route's mapping
-    leaves out takes the top level's value.  upstream_stream, output and model belong here
-    when they come.
-    """
+    """The keys a ``routes:`` entry may override; the top level has them too (they configure
+    the default route), and a key a route leaves out takes the top level's value."""
 
     upstream = Url(DEFAULT_UPSTREAM, "the backend base URL; may carry a base path "
                    "(/v1/responses then goes to {upstream}/v1/responses)")
+    upstream_stream = Choice(("as_requested", "always", "never"), "as_requested",
+                             "how the backend is asked: as the client asked, always streaming "
+                             "(a JSON client then gets the stream aggregated), or never (a "
+                             "streaming client then gets the JSON body as a stream)")
+    model = String(None, "the model name sent upstream instead of the client's", nullable=True,
+                   what="a model name")
+    include_usage = Bool(False, "always ask a chat backend for usage (stream_options.include_usage); "
+                         "a client that did not ask does not get the usage chunk")
+    reasoning_field = Choice(("reasoning_content", "reasoning"), None, "chat: the name reasoning "
+                             "deltas get (llama-server/DeepSeek: reasoning_content; vLLM: reasoning)",
+                             nullable=True)
+    think_tags = Choice(("split", "opened"), None, "chat: inline <think>...</think> in content becomes "
+                        "reasoning_content; opened: the chat template opens <think> itself (DeepSeek-R1, "
+                        "QwQ), so content is reasoning until </think>", nullable=True)
+    drop_reasoning = Bool(False, "remove reasoning from the answer (voice clients must never read it aloud)")
     presets = ListOf(Choice(PRESETS, noun="preset"), DEFAULT_PRESETS, "named lists of built-in rules, "
                      "applied in order (see sse-fixup rules); [] turns every one off",
                      one=True, what="a list of preset names")
@@ -200,12 +210,44 @@ class RouteKeys(Section):
     rules = Rules("your own rules, written in YAML (README \"Writing a rule\")")
 
     def rule_names(self) -> list[str]:
+        """The built-in rules in effect, in order: what the route's options add, then the presets'."""
         seen: list[str] = []
+        for name in option_rules(self):
+            if name not in self.disable:
+                seen.append(name)
         for preset in self.presets:
             for name in PRESETS[preset][1]:
                 if name not in seen and name not in self.disable:
                     seen.append(name)
         return seen
+
+
+def option_rules(keys: RouteKeys) -> list[str]:
+    """Built-in rules that route options switch on, stream and body ones, in the order they
+    run (before the presets' rules): tags split out, reasoning renamed, reasoning dropped."""
+    names = []
+    if keys.think_tags:
+        tags = "think_tags" if keys.think_tags == "split" else "think_tags_opened"
+        names += [f"chat.{tags}", f"chat.body_{tags}"]
+    if keys.reasoning_field and not keys.drop_reasoning:
+        names += [f"chat.{keys.reasoning_field}", f"chat.body_{keys.reasoning_field}"]
+    if keys.drop_reasoning:
+        names += ["chat.drop_reasoning", "chat.body_drop_reasoning",
+                  "responses.drop_reasoning", "responses.body_drop_reasoning"]
+    return [n for n in names if n in BUILTIN]
+
+
+class RouteMatch(Section):
+    path = String(None, 'glob on the request path, e.g. "/v1/chat/*"', nullable=True, what="a glob")
+    model = String(None, 'glob on the request body\'s "model", e.g. "qwen*"', nullable=True,
+                   what="a glob")
+
+
+class Route(RouteKeys):
+    """One entry of ``routes:``: the first whose match fits the request takes it."""
+
+    match = Nested(RouteMatch, "which requests take this route (all given globs must match)",
+                   required=True)
 
 
 class Listen(Section):
@@ -236,6 +278,8 @@ class Auth(Section):
 
 
 class Config(RouteKeys):
+    routes = ListOf(Nested(Route, ""), [], "more backends: the first route whose match fits a "
+                    "request takes it; others use the top-level keys", what="a list of routes")
     listen = Nested(Listen, "where the proxy listens")
     timeouts = Nested(Timeouts, "in seconds; null = none (README \"Failure behaviour\")")
     limits = Nested(Limits, "sizes in bytes")
@@ -251,6 +295,16 @@ class Config(RouteKeys):
     def __init__(self, source: str | None = None, **values):
         super().__init__(**values)
         self.source = source
+
+    def effective_routes(self) -> list[Route]:
+        """Each route with the keys it left out taken from the top level, then the default
+        route (the top level itself, matching everything)."""
+        out = []
+        for route in self.routes:
+            values = {k: getattr(route if k in route.given else self, k) for k in RouteKeys.fields}
+            out.append(Route(match=route.match, **values))
+        out.append(Route(match=RouteMatch(), **{k: getattr(self, k) for k in RouteKeys.fields}))
+        return out
 
     # flags and the server speak of cfg.host/cfg.port; the file nests them under listen:
     host = property(lambda self: self.listen.host, lambda self, v: setattr(self.listen, "host", v))

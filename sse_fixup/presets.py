@@ -10,7 +10,7 @@ from __future__ import annotations
 PRESETS: dict[str, tuple[str, list[str]]] = {
     "responses": (
         "Make /v1/responses streams valid for the AI SDK (current and 3.0.41) and openai-python",
-        ["responses.response_skeleton", "responses.error_event", "responses.function_call_items",
+        ["responses.reasoning_summary", "responses.response_skeleton", "responses.error_event", "responses.function_call_items",
          "responses.output_index", "responses.content_index", "responses.text_parts",
          "responses.usage", "responses.terminal", "responses.sequence_number"],
     ),
@@ -21,7 +21,7 @@ PRESETS: dict[str, tuple[str, list[str]]] = {
     ),
     "json": (
         "Make non-stream JSON bodies of both endpoints valid for the same clients",
-        ["responses.body", "chat.body"],
+        ["responses.body_reasoning_summary", "responses.body", "chat.body"],
     ),
 }
 PRESETS["default"] = (

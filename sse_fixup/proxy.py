@@ -24,7 +24,7 @@ from .config import Config
 from .headers import forward_headers, response_headers
 from .metrics import Metrics
 from .routes import Router, endpoint_of
-from .rules.base import RequestInfo
+from .rules.base import Fault, RequestInfo
 from .stream import Pump, Watch
 
 log = logging.getLogger("sse_fixup.proxy")
@@ -111,16 +111,30 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     try:
         path = request.rel_url.raw_path
         endpoint = endpoint_of(path) if request.method == "POST" else None
-        body, info = await _read_body(request, endpoint)
-        route = app[ROUTER].route(path, info.model if info else None)
+        data, body = await _read_body(request, endpoint)
+        info = RequestInfo(endpoint, path, body) if endpoint is not None else None
+        router = app[ROUTER]
+        if request.method == "GET" and path.rstrip("/").endswith("/models") and len(router.upstreams()) > 1:
+            request[KIND] = "models"
+            return await _models(request, router)
+        route = router.route(path, info.model if info else None)
+        if isinstance(data, bytes):
+            data = route.request_body(data, body, endpoint)
         request[KIND] = "passthrough"
-        async with forward(request, route.upstream, body, endpoint) as (upstream, sent_at):
+        async with forward(request, route.upstream, data, endpoint) as (upstream, sent_at):
             ctype = upstream.headers.get("Content-Type", "").split(";")[0].strip().lower()
             ok = 200 <= upstream.status < 300 and not upstream.headers.get("Content-Encoding")
             if endpoint is not None and ok and ctype == "text/event-stream":
+                if not info.stream:          # the route streams, the client wants one body
+                    request[KIND] = "aggregated"
+                    return await _aggregate(request, upstream, route.open(info, "stream", "body"), info)
                 request[KIND] = "stream"
                 return await _stream(request, upstream, route.open(info, "stream"), info, sent_at)
             if endpoint is not None and ok and ctype == "application/json":
+                if info.stream:              # the backend ignored stream, or the route asked JSON
+                    request[KIND] = "synthesised"
+                    return await _body(request, upstream, route.open(info, "body", "stream"), info,
+                                       content_type="text/event-stream")
                 request[KIND] = "body"
                 return await _body(request, upstream, route.open(info, "body"), info)
             return await _passthrough(request, upstream)
@@ -130,7 +144,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 
 async def _read_body(request: web.Request, endpoint: str | None):
     """The body to forward (bytes, the request's stream, or None) and, for endpoints, the
-    RequestInfo the rules use."""
+    parsed JSON object (None when it is not one)."""
     cfg = request.app[CONFIG]
     length = request.content_length
     if length is not None and length > cfg.limits.max_request_bytes:
@@ -153,8 +167,7 @@ async def _read_body(request: web.Request, endpoint: str | None):
         parsed = orjson.loads(data) if data else None
     except orjson.JSONDecodeError:
         parsed = None                           # forwarded untouched: the backend decides
-    return data, RequestInfo(endpoint, request.rel_url.raw_path,
-                             parsed if isinstance(parsed, dict) else None)
+    return data, parsed if isinstance(parsed, dict) else None
 
 
 def _too_large(cfg: Config) -> ProxyError:
@@ -270,14 +283,71 @@ async def _passthrough(request: web.Request, upstream: aiohttp.ClientResponse) -
     return resp
 
 
-async def _body(request: web.Request, upstream, transform, info: RequestInfo) -> web.Response:
+async def _body(request: web.Request, upstream, transform, info: RequestInfo,
+                content_type: str | None = None) -> web.Response:
+    """A whole JSON body through its transform: patched, or made into the stream the
+    client asked for (``content_type`` then says so)."""
     transform.feed(await upstream.read())
     out = transform.close()
     request.app[METRICS].rules_done(transform.ctx)
     if request.app[CONFIG].log_bodies:
         log.info("response %s body: %r", info.path, out)
-    return web.Response(status=upstream.status, reason=upstream.reason, body=out,
-                        headers=response_headers(upstream.headers, streaming=False))
+    headers = response_headers(upstream.headers, streaming=content_type == "text/event-stream")
+    if content_type:
+        headers["Content-Type"] = content_type
+    return web.Response(status=upstream.status, reason=upstream.reason, body=out, headers=headers)
+
+
+async def _aggregate(request: web.Request, upstream, transform, info: RequestInfo) -> web.Response:
+    """A stream the client wants as one body: read to its end, then the body it adds up to
+    (an OpenAI-shaped error with a 502 when the stream failed or was cut)."""
+    fault = None
+    try:
+        async for chunk in upstream.content.iter_any():
+            transform.feed(chunk)
+            if transform.fault is not None:
+                break
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+            TimeoutError) as exc:
+        fault = Fault("upstream_disconnected", f"the upstream closed the stream before it was complete ({exc})")
+    out = transform.close(fault)
+    request.app[METRICS].rules_done(transform.ctx)
+    if request.app[CONFIG].log_bodies:
+        log.info("response %s body: %r", info.path, out)
+    headers = response_headers(upstream.headers, streaming=False)
+    headers["Content-Type"] = "application/json"
+    return web.Response(status=transform.ctx.status, body=out, headers=headers)
+
+
+async def _models(request: web.Request, router: Router) -> web.Response:
+    """GET /v1/models in front of several backends: every upstream's list, merged (first
+    seen wins for a model id), because clients pick a model from it."""
+    app = request.app
+    path = request.rel_url.raw_path
+
+    async def one(upstream_url):
+        async with forward(request, upstream_url, None, None) as (resp, _):
+            if resp.status != 200:
+                raise ValueError(f"status {resp.status}")
+            return orjson.loads(await resp.read())
+
+    seen: dict = {}
+    errors = []
+    for upstream_url, got in zip(router.upstreams(), await asyncio.gather(
+            *(one(u) for u in router.upstreams()), return_exceptions=True)):
+        if isinstance(got, BaseException):
+            errors.append(f"{upstream_url}: {getattr(got, 'message', None) or got}")
+            continue
+        for model in got.get("data") or () if isinstance(got, dict) else ():
+            if isinstance(model, dict) and model.get("id") not in seen:
+                seen[model.get("id")] = model
+    if errors:
+        log.warning("GET %s: some upstreams gave no model list: %s", path, "; ".join(errors))
+    if not seen and errors:
+        raise ProxyError(502, f"sse-fixup: no upstream gave a model list ({'; '.join(errors)})",
+                         "upstream_error", "upstream_unreachable", kind="models")
+    app[METRICS].upstream_errors.labels("models").inc(len(errors))
+    return web.json_response({"object": "list", "data": list(seen.values())})
 
 
 async def _sessions(app: web.Application):

@@ -1,16 +1,28 @@
 """Config → routes → the transform for one response.
 
-A ``Route`` is where a request goes and what is done to its answer: the upstream and,
-per endpoint, the stream and body rule chains (custom ``before`` rules, the presets'
-rules, custom ``after`` rules).  Today the config describes one route; ``Router.route``
-is the single place that picks one for a request.
+A ``Route`` is where a request goes and what is done to it and its answer: the upstream,
+the request rewrites (model name, streaming, usage), and per endpoint the stream and body
+rule chains (custom ``before`` rules, the built-in rules of its options and presets, custom
+``after`` rules).  ``Router.route`` picks the first route whose match fits a request; the
+top-level keys are the last, default route.  ``Route.open`` builds the pipeline for one
+answer from what the upstream sent and what the client asked for:
+
+    upstream SSE,  client stream   Decoder → stream rules → SSE
+    upstream JSON, client JSON     body → body rules → JSON
+    upstream JSON, client stream   body → body rules → JSON→SSE → stream rules → SSE
+    upstream SSE,  client JSON     Decoder → stream rules → SSE→JSON → body rules → JSON
 """
 
 from __future__ import annotations
 
+import fnmatch
+
+import orjson
+
 from .chain import BodyChain, Chain, RuleFailed
 from .rules import BUILTIN
 from .rules.base import RequestInfo, StreamContext
+from .rules.chat import HideUsage
 from .rules.declarative import DeclarativeRule
 from .sse import Decoder
 from .transform import BodyReader, JSONWriter, SSEWriter, Transform
@@ -29,7 +41,7 @@ def endpoint_of(path: str) -> str | None:
 
 
 class BodyStage:
-    """The body chain as a stage: the whole body is one event."""
+    """The body chain as a stage: each event is a whole JSON body."""
 
     __slots__ = ("chain", "ctx")
 
@@ -45,9 +57,9 @@ class BodyStage:
                     self.ctx.non_json += 1
                 continue
             try:
-                ev.changed = self.chain.apply(obj, self.ctx)
+                ev.changed = self.chain.apply(obj, self.ctx) or ev.changed
             except RuleFailed:
-                ev.changed = False            # the body as it came
+                pass                          # the body as it came
         return events
 
     def end(self):
@@ -55,36 +67,101 @@ class BodyStage:
 
 
 class Route:
-    """The upstream and the chains for each endpoint and mode."""
+    """One route: its match, upstream, request rewrites and chains."""
 
-    def __init__(self, cfg, *, parse_all: bool = False):
-        self.upstream = cfg.upstream
-        self.max_event = cfg.limits.max_event_bytes
-        builtins = [BUILTIN[name] for name in cfg.rule_names()]
+    def __init__(self, keys, max_event: int | None, *, parse_all: bool = False):
+        self.keys = keys
+        match = getattr(keys, "match", None)
+        self.path_glob = match.path if match is not None else None
+        self.model_glob = match.model if match is not None else None
+        self.upstream = keys.upstream
+        self.max_event = max_event
+        builtins = [BUILTIN[name] for name in keys.rule_names()]
         self.chains: dict[tuple[str, str], Chain | BodyChain] = {}
         for endpoint in ENDPOINTS:
             for mode in ("stream", "body"):
                 def pick(stage):
-                    return [DeclarativeRule(s) for s in cfg.rules
+                    return [DeclarativeRule(s) for s in keys.rules
                             if s.endpoint == endpoint and s.mode == mode and s.stage == stage]
                 rules = pick("before") + [r for r in builtins
                                           if r.endpoint == endpoint and r.mode == mode] + pick("after")
+                if keys.include_usage and endpoint == "chat" and mode == "stream":
+                    rules.append(HideUsage)       # last: the other rules still see the usage
                 self.chains[(endpoint, mode)] = Chain(endpoint, rules, parse_all=parse_all) \
                     if mode == "stream" else BodyChain(endpoint, rules)
 
-    def open(self, info: RequestInfo, mode: str) -> Transform:
-        """The transform for one response of ``info.endpoint``: ``stream`` (SSE) or ``body`` (JSON)."""
+    def matches(self, path: str, model: str | None) -> bool:
+        if self.path_glob is not None and not fnmatch.fnmatchcase(path, self.path_glob):
+            return False
+        if self.model_glob is not None and not (isinstance(model, str)
+                                                and fnmatch.fnmatchcase(model, self.model_glob)):
+            return False
+        return True
+
+    def describe(self) -> str:
+        match = " ".join(f"{k}={v}" for k, v in (("path", self.path_glob), ("model", self.model_glob)) if v)
+        k = self.keys
+        opts = [f"upstream_stream={k.upstream_stream}"] if k.upstream_stream != "as_requested" else []
+        opts += [f"model={k.model}"] if k.model else []
+        opts += [name for name in ("include_usage", "drop_reasoning") if getattr(k, name)]
+        opts += [f"think_tags={k.think_tags}"] if k.think_tags else []
+        opts += [f"reasoning_field={k.reasoning_field}"] if k.reasoning_field else []
+        return (f"{match or 'everything else'} -> {self.upstream} (presets: {', '.join(k.presets) or 'none'}"
+                + (f"; {', '.join(opts)}" if opts else "") + ")")
+
+    def request_body(self, data: bytes, body: dict | None, endpoint: str | None) -> bytes:
+        """The request as it goes upstream: the route's model name, the streaming it wants,
+        usage asked for.  Untouched (byte for byte) when the route changes nothing."""
+        if body is None or endpoint is None:
+            return data
+        k = self.keys
+        out = dict(body)
+        if k.model:
+            out["model"] = k.model
+        if k.upstream_stream == "always":
+            out["stream"] = True
+        elif k.upstream_stream == "never":
+            out["stream"] = False
+            out.pop("stream_options", None)       # some backends refuse it without stream
+        if k.include_usage and endpoint == "chat" and out.get("stream"):
+            opts = out.get("stream_options")
+            out["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+        return data if out == body else orjson.dumps(out)
+
+    def open(self, info: RequestInfo, upstream: str, client: str | None = None) -> Transform:
+        """The transform for one answer: ``upstream`` is what came back, ``stream`` (SSE) or
+        ``body`` (JSON), and ``client`` what the client gets (the same when not given)."""
         ctx = StreamContext(info)
-        chain = self.chains[(info.endpoint, mode)]
-        if mode == "stream":
-            return Transform(Decoder(self.max_event),
-                             [chain.open(ctx), SSEWriter(named=info.endpoint == "responses")], ctx)
-        return Transform(BodyReader(), [BodyStage(chain, ctx), JSONWriter()], ctx)
+        endpoint = info.endpoint
+        stream = self.chains[(endpoint, "stream")]
+        body = self.chains[(endpoint, "body")]
+        named = endpoint == "responses"
+        client = client or upstream
+        if upstream == client == "stream":
+            return Transform(Decoder(self.max_event), [stream.open(ctx), SSEWriter(named)], ctx)
+        if upstream == client == "body":
+            return Transform(BodyReader(), [BodyStage(body, ctx), JSONWriter()], ctx)
+        from .convert import json_to_stream, stream_to_json     # only routes that convert need them
+        if upstream == "body":
+            return Transform(BodyReader(), [BodyStage(body, ctx), json_to_stream(endpoint, ctx),
+                                            stream.open(ctx), SSEWriter(named)], ctx)
+        return Transform(Decoder(self.max_event), [stream.open(ctx), stream_to_json(endpoint, ctx),
+                                                   BodyStage(body, ctx), JSONWriter()], ctx)
 
 
 class Router:
+    """The routes of a config, in order, the default (top-level) route last."""
+
     def __init__(self, cfg, *, parse_all: bool = False):
-        self.routes = [Route(cfg, parse_all=parse_all)]
+        limit = cfg.limits.max_event_bytes
+        self.routes = [Route(keys, limit, parse_all=parse_all) for keys in cfg.effective_routes()]
 
     def route(self, path: str, model: str | None = None) -> Route:
-        return self.routes[0]
+        for route in self.routes:
+            if route.matches(path, model):
+                return route
+        return self.routes[-1]
+
+    def upstreams(self) -> list[str]:
+        """Every distinct upstream, in route order."""
+        return list(dict.fromkeys(r.upstream for r in self.routes))

@@ -199,6 +199,7 @@ class Section:
         cls.fields = fields
 
     def __init__(self, **values):
+        self.given = {k for k in values if k in self.fields}    # what was set, not defaulted
         for name, f in self.fields.items():
             setattr(self, name, values.pop(name) if name in values else f.fresh())
         for name, value in values.items():   # a property (Config.host) may be given too
@@ -218,6 +219,7 @@ class Section:
             if key not in cls.fields:
                 at.child(data, key).fail(f"unknown key{did_you_mean(key, sorted(cls.fields), 'known keys')}")
         obj = cls()
+        obj.given = set(data)
         for name, f in cls.fields.items():
             if name in data:
                 value = data[name]

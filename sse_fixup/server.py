@@ -16,7 +16,7 @@ import time
 from aiohttp import web
 
 from .config import Config, ConfigError
-from .proxy import INFLIGHT, WATCH, create_app
+from .proxy import INFLIGHT, ROUTER, WATCH, create_app
 from .rules.base import Fault
 
 log = logging.getLogger("sse_fixup.server")
@@ -133,6 +133,9 @@ async def serve(cfg: Config, *, reuse_port: bool = False, announce=print) -> Non
         loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
         announce(f"sse-fixup: listening on http://{cfg.host}:{cfg.port} -> {cfg.upstream} "
                  f"(presets: {', '.join(cfg.presets) or 'none'}; {loop_name} loop)")
+        if cfg.routes:
+            for i, route in enumerate(app[ROUTER].routes):
+                log.info("route %d: %s", i + 1, route.describe())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -98,8 +98,12 @@ def pick(path: str, body: dict) -> str:
 class FakeLlama:
     """An aiohttp app that replays captures; records requests and client disconnects."""
 
-    def __init__(self, delay: float = 0.0):
+    def __init__(self, delay: float = 0.0, streams: bool | None = None, models: list[str] | None = None):
         self.delay = delay
+        # streams: None answers as asked; True always streams, False always answers one
+        # JSON body (a backend that ignores "stream")
+        self.streams = streams
+        self.model_ids = models       # GET /v1/models lists these instead of the capture
         self.requests: list[tuple[str, str, dict, dict]] = []   # method, path, headers, body
         self.disconnected = asyncio.Event()
         self.hold = False             # keep the stream open after the capture (disconnect tests)
@@ -112,6 +116,9 @@ class FakeLlama:
         return web.json_response({"status": "ok"})
 
     async def models(self, request):
+        if self.model_ids is not None:
+            return web.json_response({"object": "list", "data": [
+                {"id": m, "object": "model", "owned_by": "llamacpp", "created": 1} for m in self.model_ids]})
         cap = load("g_get_models")
         return web.Response(body=cap.body, content_type="application/json")
 
@@ -128,7 +135,8 @@ class FakeLlama:
         if not (path.endswith("/responses") or path.endswith("/chat/completions")):
             return web.json_response({"error": {"message": "File Not Found",
                                                 "type": "not_found_error", "code": 404}}, status=404)
-        cap = load(body.get("x_capture") or pick(path, body))
+        asked = body if self.streams is None else {**body, "stream": self.streams}
+        cap = load(body.get("x_capture") or pick(path, asked))
         if not cap.is_sse:
             ctype = dict(cap.headers).get("Content-Type", "application/json")
             return web.Response(status=cap.status, body=cap.body, headers={"Content-Type": ctype})

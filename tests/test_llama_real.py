@@ -115,3 +115,34 @@ async def test_plain_requests_right_after_streams_never_get_a_502(urls):
                 async with session.post(urls["proxy"] + "/chat/completions", json=chat) as r:
                     statuses.append((r.status, (await r.text())[:200]))
     assert [s for s, _ in statuses] == [200] * 24, statuses
+
+
+@pytest.fixture(scope="session")
+def llama_reasoning():
+    """The same llama-server started with DeepSeek-R1's chat template: it streams reasoning."""
+    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
+        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
+    from .llama_server.build import BuildError
+    from .llama_server.server import reasoning_args, start
+    try:
+        server, _ = start(reasoning_args())
+    except (BuildError, RuntimeError) as exc:
+        pytest.fail(f"could not build or start the real llama-server: {exc}")
+    yield server.url
+    server.stop()
+
+
+async def test_aisdk_shows_llama_server_reasoning_through_the_responses_api(llama_reasoning, aiohttp_server):
+    """llama-server streams reasoning as response.reasoning_text.*, which the AI SDK ignores;
+    through the proxy it also gets the reasoning_summary events the SDK reads."""
+    proxy = await aiohttp_server(create_app(Config(upstream=llama_reasoning)))
+    without = await aiohttp_server(create_app(Config(upstream=llama_reasoning,
+                                                     disable=["responses.reasoning_summary"])))
+    plain = await run_sdk(str(without.make_url("/v1")), sdk="current", provider="responses", call="stream")
+    for sdk in ("current", "legacy"):
+        r = await run_sdk(str(proxy.make_url("/v1")), sdk=sdk, provider="responses", call="stream")
+        assert r["errors"] == [], r
+        assert r["reasoning"].strip(), r                 # the SDK shows the reasoning
+        assert r["finishReason"] in ("stop", "length"), r
+    # a valid stream without the summary events: the SDK shows no reasoning at all
+    assert plain["errors"] == [] and not plain["reasoning"].strip(), plain

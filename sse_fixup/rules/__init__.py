@@ -1,11 +1,11 @@
 """Patch rules.  ``BUILTIN`` maps each built-in rule's YAML name to its class."""
 
-from . import bodies, chat, responses, terminal
+from . import bodies, chat, reasoning, responses, terminal
 from .base import RequestInfo, Rule, StreamContext
 
 BUILTIN: dict[str, type[Rule]] = {
-    cls.name: cls for cls in (*responses.STREAM_RULES, *chat.STREAM_RULES, *terminal.STREAM_RULES,
-             *bodies.BODY_RULES)
+    cls.name: cls for cls in (*reasoning.STREAM_RULES, *responses.STREAM_RULES, *chat.STREAM_RULES,
+                              *terminal.STREAM_RULES, *bodies.BODY_RULES, *reasoning.BODY_RULES)
 }
 
 __all__ = ["BUILTIN", "RequestInfo", "Rule", "StreamContext"]

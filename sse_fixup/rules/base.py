@@ -66,7 +66,8 @@ class StreamContext:
     """Per-stream state: one per proxied response, shared by the rules of one chain."""
 
     __slots__ = ("request", "started", "applied", "failures", "non_json", "fault", "events",
-                 "patched", "done_seen", "finished", "chunk_seen", "response_id", "envelope", "counters")
+                 "patched", "done_seen", "finished", "chunk_seen", "response_id", "envelope", "counters",
+                 "status")
 
     def __init__(self, request: RequestInfo):
         self.request = request
@@ -84,6 +85,7 @@ class StreamContext:
         self.response_id: str | None = None   # responses: the one id of this stream
         self.envelope: Envelope | None = None  # chat: id, created, model of the stream
         self.counters: dict[str, int] = {}    # YAML ``counter`` actions, by counter name
+        self.status = 200                     # the HTTP status of an answer made by the proxy
 
     def mark(self, rule_name: str) -> None:
         self.applied[rule_name] = self.applied.get(rule_name, 0) + 1

@@ -244,4 +244,25 @@ class Done(Rule):
         return [] if ctx.done_seen else [DONE]
 
 
-STREAM_RULES = [Envelope, ChoiceIndex, ToolCallDeltas, FinishReason, Done]
+def _asked_usage(ctx: StreamContext) -> bool:
+    opts = ctx.request.get("stream_options")
+    return isinstance(opts, dict) and opts.get("include_usage") is True
+
+
+class HideUsage(Rule):
+    """The usage chunk the proxy asked for (route option include_usage) goes only to clients that asked."""
+
+    name = "chat.hide_usage"
+    endpoint = "chat"
+    touches = (Touch(None, NullOnly("usage")),)
+    fixes = "clients that break on a usage chunk they did not ask for (choices: [])"
+
+    def apply(self, obj: dict, ctx: StreamContext):
+        # (a client that asked for one body gets the usage in it: non-stream bodies carry it)
+        if obj.get("choices") == [] and isinstance(obj.get("usage"), dict) and ctx.request.stream \
+                and not _asked_usage(ctx):
+            return []
+        return None
+
+
+STREAM_RULES = [Envelope, ChoiceIndex, ToolCallDeltas, FinishReason, Done, HideUsage]

@@ -30,13 +30,13 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    def __init__(self, binary: Path, model: Path):
+    def __init__(self, binary: Path, model: Path, extra: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cache_root() / f"llama-server-{self.port}.log"
         self.proc = subprocess.Popen(
             [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
-             "--jinja", "-c", "4096", "-ngl", "0", "-t", "2", "--no-webui", "-n", "256"],
+             "--jinja", "-c", "4096", "-ngl", "0", "-t", "2", "--no-webui", "-n", "256", *extra],
             stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
 
     def wait_healthy(self, timeout: float = 60) -> float:
@@ -63,7 +63,15 @@ class LlamaServer:
             self.proc.wait()
 
 
-def start() -> tuple[LlamaServer, dict]:
+REASONING_TEMPLATE = "models/templates/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja"
+
+
+def reasoning_args() -> tuple[str, ...]:
+    """A chat template that opens <think>: llama-server then streams reasoning (the r_* captures)."""
+    return ("--chat-template-file", str(source_tree() / REASONING_TEMPLATE))
+
+
+def start(extra: tuple[str, ...] = ()) -> tuple[LlamaServer, dict]:
     """Build (or reuse) everything, start the server; returns it and the measured times."""
     times = {}
     t0 = time.monotonic()
@@ -72,6 +80,6 @@ def start() -> tuple[LlamaServer, dict]:
     t0 = time.monotonic()
     model = model_path()
     times["model_s"] = time.monotonic() - t0
-    server = LlamaServer(binary, model)
+    server = LlamaServer(binary, model, extra)
     times["start_s"] = server.wait_healthy()
     return server, times

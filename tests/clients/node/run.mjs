@@ -58,6 +58,7 @@ try {
   }
   out.finishReason = await r.finishReason;
   out.text = await r.text;
+  out.reasoning = (await r.reasoningText) ?? '';
   out.toolCalls = (await r.toolCalls).map((c) => ({ toolName: c.toolName, input: c.input,
                                                    invalid: c.invalid ?? false, error: c.error ? String(c.error.message ?? c.error) : undefined }));
 } catch (e) {
