@@ -220,3 +220,27 @@ async def test_keepalive_comments_outlast_the_plugins_read_timeout(aiohttp_serve
     assert r["errors"][0].startswith("livekit.agents._exceptions.APITimeoutError"), r["errors"]
     r = await livekit_chat(str(proxy.make_url("/v1")), timeout=0.4)
     assert r["errors"] == [] and r["text"] == "Hi"
+
+
+@pytest.mark.parametrize("tools", [False, True])
+async def test_plays_a_backend_that_only_answers_json(aiohttp_server, tools):
+    """A custom-LLM server that answers one chat.completion body (issue #11): the plugin only
+    plays chunks, so the proxy turns the body into the stream - text or tool call, and the
+    usage chunk with cached tokens the plugin asked for."""
+    from sse_fixup.config import Config
+    from sse_fixup.proxy import create_app
+
+    fake = FakeLlama(streams=False)
+    up = await aiohttp_server(fake.app)
+    proxy = await aiohttp_server(create_app(Config(upstream=str(up.make_url("")).rstrip("/"))))
+    r = await livekit_chat(str(proxy.make_url("/v1")), tools=tools)
+    body = json.loads(load("e_b_chat_tool_required" if tools else "e_a_chat_text").body)
+    assert fake.requests[-1][3]["stream"] is True            # asked as the plugin asked
+    assert r["errors"] == [], r
+    message = body["choices"][0]["message"]
+    if tools:
+        call = message["tool_calls"][0]["function"]
+        assert r["tool_calls"] == [(call["name"], call["arguments"])]
+    else:
+        assert r["text"] == message["content"] and r["text"].strip()
+    _assert_usage(r, body["usage"])

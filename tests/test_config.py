@@ -252,6 +252,18 @@ def test_cli_rules_lists_every_rule_and_preset():
         assert f"  {name} " in out
 
 
+def test_cli_rules_shows_a_configs_effective_routes(tmp_path):
+    cfg = tmp_path / "routes.yaml"
+    cfg.write_text("upstream: http://a:1\nroutes:\n  - match: {model: 'qwen*'}\n    upstream: http://b:2\n"
+                   "    drop_reasoning: true\n    presets: [chat]\n")
+    out = cli("rules", "--config", str(cfg)).stdout.decode()
+    assert "1. model=qwen* -> http://b:2 (presets: chat; drop_reasoning)" in out
+    assert "2. everything else -> http://a:1 (presets: default)" in out
+    first, second = out.split("Presets")[0].split("2. everything else")
+    assert "chat.drop_reasoning" in first and "chat.drop_reasoning" not in second
+    assert "responses stream rules: responses.drop_reasoning" in first
+
+
 def test_cli_config_lists_every_key_and_prints_the_schema():
     out = cli("config").stdout.decode()
     for key, *_ in Config.rows():
