@@ -87,26 +87,13 @@ async def test_stream_cut_before_any_output_is_an_error(aiohttp_server, sdk):
     assert r.get("finishReason") in (None, "error", "other")
 
 
-def _chat_stream_ending_in_usage():
-    """Text and a tool call, no finish_reason on any chunk, a usage chunk, then EOF
-    without [DONE] (issue #10: the proxy used to append an upstream_incomplete error)."""
-    from .upstreams import Scripted, sse
-    env = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "tiny"}
-    call = {"index": 0, "id": "call_1", "type": "function",
-            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
-    return Scripted([
-        sse({**env, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Let me check."}}]}),
-        sse({**env, "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}),
-        sse({**env, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}),
-        "eof"])
-
-
 @pytest.mark.parametrize("provider", ["chat", "compatible"])
 @pytest.mark.parametrize("sdk", SDKS)
 async def test_chat_stream_ending_in_a_usage_chunk_is_complete(aiohttp_server, sdk, provider):
     from sse_fixup.config import Config
     from sse_fixup.proxy import create_app
-    up = await aiohttp_server(_chat_stream_ending_in_usage().app)
+    from .upstreams import Scripted, chat_ending_in_usage
+    up = await aiohttp_server(Scripted(chat_ending_in_usage()).app)
     proxy = await aiohttp_server(create_app(Config(upstream=str(up.make_url("")).rstrip("/"))))
     r = await run_sdk(str(proxy.make_url("/v1")), sdk=sdk, provider=provider, call="stream", tools=True)
     assert r["errors"] == [], r

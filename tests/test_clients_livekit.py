@@ -21,7 +21,7 @@ import pytest
 
 from .captures import FakeLlama, load, pick
 from .helpers import parse
-from .upstreams import Scripted, sse
+from .upstreams import Scripted, chat_ending_in_usage, sse
 
 TEXT_CAPTURE = "f_chat_stream_include_usage"
 TOOL_CAPTURE = "f_chat_stream_tool_required_include_usage"
@@ -152,24 +152,10 @@ async def test_what_the_plugin_sends(aiohttp_server):
     assert pick(path, body) == TOOL_CAPTURE
 
 
-def _chat_stream_without_finish_reason():
-    """Text and a tool call, no finish_reason on any chunk, a usage chunk, then EOF without
-    [DONE]: a stream that is complete, but says so only by its usage chunk."""
-    env = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "tiny"}
-    call = {"index": 0, "id": "call_1", "type": "function",
-            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
-    return Scripted([
-        sse({**env, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Let me check."}}]}),
-        sse({**env, "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}),
-        sse({**env, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12,
-                                             "prompt_tokens_details": {"cached_tokens": 4}}}),
-        "eof"])
-
-
 async def test_tool_call_without_finish_reason_is_lost_without_the_proxy(aiohttp_server):
     from sse_fixup.config import Config
     from sse_fixup.proxy import create_app
-    up = await aiohttp_server(_chat_stream_without_finish_reason().app)
+    up = await aiohttp_server(Scripted(chat_ending_in_usage()).app)
     upstream = str(up.make_url("")).rstrip("/")
     proxy = await aiohttp_server(create_app(Config(upstream=upstream)))
     # directly: no error, the text and usage arrive, and the tool call is silently gone

@@ -35,6 +35,21 @@ def chat_events(n: int = 3) -> list[bytes]:
             for i in range(n)]
 
 
+def chat_ending_in_usage() -> list:
+    """Steps for a chat stream with text and a tool call, no finish_reason on any chunk, a
+    usage chunk, then EOF without [DONE]: complete, but saying so only by its usage chunk
+    (issue #10: the proxy used to append an upstream_incomplete error)."""
+    env = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "tiny"}
+    call = {"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    return [
+        sse({**env, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Let me check."}}]}),
+        sse({**env, "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}),
+        sse({**env, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12,
+                                             "prompt_tokens_details": {"cached_tokens": 4}}}),
+        "eof"]
+
+
 class Scripted:
     """steps: bytes (written), float (a pause in seconds), or an ending: "eof" (clean end),
     "reset" (the connection dropped mid-body), "hold" (never finish).  A dict of such

@@ -39,18 +39,6 @@ class Lacks(Evidence):
         return "it lacks " + " and ".join(n.decode() for n in self.needles)
 
 
-class Has(Evidence):
-    """The event holds every one of these byte strings."""
-
-    __slots__ = ("needles",)
-
-    def __init__(self, *needles: bytes):
-        self.needles = needles
-
-    def describe(self) -> str:
-        return "it holds " + " and ".join(n.decode() for n in self.needles)
-
-
 class NullOnly(Evidence):
     """Each of these keys, where present, is null (``"key":null`` or ``"key": null``)."""
 
@@ -131,23 +119,21 @@ class Plan:
     ``Lacks``, ``NullOnly`` and ``Preceded`` speak of every occurrence of a needle: when
     they hold over the bytes of a whole read they hold for each event in it (an event's
     data is part of those bytes, and no needle can straddle two events), so for a read of
-    many events they are checked once (``region_holds``).  ``Has`` and ``Known`` speak of
-    one event as a whole: always per event.  Checks take ``(buf, start, end)`` so that a
+    many events they are checked once (``region_holds``).  ``Known`` speaks of one event as
+    a whole: always per event.  Checks take ``(buf, start, end)`` so that a
     read's events can be looked at where they lie, without slicing.
     """
 
-    __slots__ = ("rules", "always", "lacks", "has", "nulls", "preceded", "known", "regional")
+    __slots__ = ("rules", "always", "lacks", "nulls", "preceded", "known", "regional")
 
     def __init__(self, rules: tuple, evidence: list[Evidence] | None):
         self.rules = rules
         self.always = evidence is None           # a rule without evidence: always parse
         # the evidence of all the rules, each check once (it is all one conjunction)
-        lacks, has, nulls, preceded, known = [], [], [], [], []
+        lacks, nulls, preceded, known = [], [], [], []
         for ev in evidence or ():
             if isinstance(ev, Lacks):
                 lacks.extend(n for n in ev.needles if n not in lacks)
-            elif isinstance(ev, Has):
-                has.extend(n for n in ev.needles if n not in has)
             elif isinstance(ev, NullOnly):
                 nulls.extend(t for t in ev.triples if t not in nulls)
             elif isinstance(ev, Preceded):
@@ -156,7 +142,7 @@ class Plan:
             elif isinstance(ev, Known):
                 if ev.needles not in known:
                     known.append(ev.needles)
-        self.lacks, self.has, self.known = tuple(lacks), tuple(has), tuple(known)
+        self.lacks, self.known = tuple(lacks), tuple(known)
         self.nulls, self.preceded = tuple(nulls), tuple(preceded)
         self.regional = bool(lacks or nulls or preceded)
 
@@ -180,9 +166,9 @@ class Plan:
         return True
 
     def needles(self, ctx) -> tuple | None:
-        """What each event must hold (``Has``, and what ``Known`` gives now); None: nothing
-        is known yet, so every event must be parsed."""
-        out = self.has
+        """What each event must hold (what ``Known`` gives now); None: nothing is known
+        yet, so every event must be parsed."""
+        out: tuple = ()
         for known in self.known:
             got = known(ctx)
             if got is None:
