@@ -296,3 +296,20 @@ async def test_upstream_keep_alive_timeout_is_honoured(aiohttp_client):
         assert (await metric(client, "sse_fixup_upstream_retries_total")).endswith(" 0.0")
     finally:
         up.close()
+
+
+async def test_json_body_that_never_comes_is_504_after_idle(aiohttp_server, aiohttp_client):
+    up = Scripted([b'{"id":', "hold"], content_type="application/json")
+    client = await start(aiohttp_server, aiohttp_client, up, timeouts=Timeouts(idle=0.3))
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": False})
+    assert resp.status == 504
+    assert (await resp.json())["error"]["code"] == "upstream_idle_timeout"
+
+
+async def test_stream_aggregated_for_a_json_client_ends_in_an_error_body_when_silent(aiohttp_server,
+                                                                                   aiohttp_client):
+    up = Scripted([*chat_events(2), "hold"])
+    client = await start(aiohttp_server, aiohttp_client, up, timeouts=Timeouts(idle=0.3))
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": False})
+    assert resp.status == 504 and resp.content_type == "application/json"
+    assert (await resp.json())["error"]["code"] == "upstream_idle_timeout"
