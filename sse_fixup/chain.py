@@ -123,11 +123,10 @@ class ChainStage:
         return events if out is None else out
 
     def skim(self, chunk: bytes, start: int, end: int, limit: int | None) -> int:
-        """Plain ``data: …`` events (nameless, one data line each, none over ``limit``
-        bytes) lying in ``chunk[start:end]`` (LF line ends only: the caller checked) from
-        an event boundary on: how far (a
-        position) they run with no rule able to need any of them.  The caller sends
-        those bytes as they came, undecoded, and decodes the rest.
+        """How far (a position) the plain ``data: …`` events lying in ``chunk[start:end]``
+        from an event boundary on (nameless, one data line each, none over ``limit`` bytes;
+        LF line ends only, which the caller checked) run with no rule able to need any of
+        them.  The caller sends those bytes as they came, undecoded, and decodes the rest.
 
         Each event gets ``Plan.passes`` - the question the decoded path asks - where it
         lies: the occurrence-wise evidence once for the whole span when it holds there
