@@ -60,6 +60,10 @@ class Chain:
         # path is tested against)
         self.parse_all = parse_all
         self._plans: dict[str | None, Plan] = {}
+        # a rule with no state of its own (no __init__) is made once and shared by every
+        # stream; the others get one object per stream
+        self._made = [(r, None) if isinstance(r, Rule) else
+                      (r(), r) if r.__init__ is object.__init__ else (None, r) for r in self.rules]
 
     def plan(self, name: str | None) -> Plan:
         plan = self._plans.get(name)
@@ -72,7 +76,7 @@ class Chain:
         return plan
 
     def open(self, ctx: StreamContext) -> ChainStage:
-        return ChainStage(self, [r if isinstance(r, Rule) else r() for r in self.rules], ctx)
+        return ChainStage(self, [shared if shared is not None else cls() for shared, cls in self._made], ctx)
 
 
 class ChainStage:
