@@ -132,8 +132,7 @@ class ReasoningSummary(Rule):
         filled = _fill_summary(item, st)
         if not out:
             return filled
-        # obj itself was changed: a copy, so that the chain encodes it anew
-        out.append(dict(obj) if filled else obj)
+        out.append(obj)                 # (the chain encodes it anew: it may have been filled)
         return out
 
     def _terminal(self, obj: dict):
@@ -149,7 +148,7 @@ class ReasoningSummary(Rule):
                     filled |= _fill_summary(item, self.items.get(_id(item.get("id"))))
         if not out:
             return filled
-        out.append(dict(obj) if filled else obj)
+        out.append(obj)
         return out
 
     # -- the events -------------------------------------------------------------------
