@@ -92,13 +92,10 @@ class ChainStage:
         self.plans = chain._plans
         self.finished = False
 
-    def push(self, events: list[Event], region: bytes | None = None) -> list[Event]:
-        """``region``: the read that held exactly these events, for the evidence that can
-        be checked once for all of them (``Plan.region_holds``)."""
+    def push(self, events: list[Event]) -> list[Event]:
         ctx = self.ctx
         plans = self.plans
         out = None
-        held: dict | None = {} if region is not None and len(events) > 1 else None
         for i, ev in enumerate(events):
             data = ev.data
             result = None
@@ -111,12 +108,7 @@ class ChainStage:
                 else:
                     ctx.events += 1
                     plan = plans.get(ev.event) or self.chain.plan(ev.event)
-                    whole = False
-                    if held is not None and plan.regional:
-                        whole = held.get(plan)
-                        if whole is None:
-                            whole = held[plan] = plan.region_holds(region)
-                    if not plan.passes(data, 0, len(data), ctx, whole):
+                    if not plan.passes(data, ctx):
                         result = self._patch(ev, plan)
             if result is not None:
                 if out is None:
@@ -132,9 +124,9 @@ class ChainStage:
         LF line ends only, which the caller checked) run with no rule able to need any of
         them.  The caller sends those bytes as they came, undecoded, and decodes the rest.
 
-        Each event gets ``Plan.passes`` - the question the decoded path asks - where it
-        lies: the occurrence-wise evidence once for the whole span when it holds there
-        (else per event), the per-event needles for each event."""
+        Each event gets the question ``Plan.passes`` asks on the decoded path -
+        ``occurrences`` and ``needles`` - where it lies: the occurrence-wise evidence once
+        for the whole span when it holds there (else per event), the needles per event."""
         plan = self.plans.get(None) or self.chain.plan(None)
         needles: tuple | None = ()
         whole = True

@@ -49,7 +49,7 @@ class BodyStage:
         self.chain = chain
         self.ctx = ctx
 
-    def push(self, events, region=None):
+    def push(self, events):
         for ev in events:
             obj = ev.json
             if obj is None:

@@ -10,7 +10,7 @@ the proxy sends is what they see.
 
 Readers (``sse.Decoder``, ``BodyReader``) turn bytes into ``sse.Event``s.  Every stage -
 a converter from one dialect to another, the rule chain, and last the writer of the
-client's dialect - is one kind of object: ``push(events, region=None)`` and ``end()``,
+client's dialect - is one kind of object: ``push(events)`` and ``end()``,
 returning events (the writer: bytes).  The fast path: when the stages hand back the very list they got (no event changed) and
 the read held exactly those events, the read goes out as it came.  That is the byte
 string the writer would have joined, so the fast path cannot differ from the slow one.
@@ -60,7 +60,7 @@ class SSEWriter:
     def end(self) -> bytes:
         return b""
 
-    def push(self, events: list[Event], region=None) -> bytes:
+    def push(self, events: list[Event]) -> bytes:
         pieces = []
         for ev in events:
             if self._open:
@@ -85,7 +85,7 @@ class JSONWriter:
     def end(self) -> bytes:
         return b""
 
-    def push(self, events: list[Event], region=None) -> bytes:
+    def push(self, events: list[Event]) -> bytes:
         return b"".join(ev.raw if not ev.changed else orjson.dumps(ev.json) for ev in events)
 
 
@@ -136,11 +136,9 @@ class Transform:
                                f"limits.max_event_bytes ({reader.max_event} bytes)")
         if not events:
             return b""
-        region = chunk if reader.tiled else None      # the read held exactly these events
         out = events
         for stage in self.stages[:-1]:
-            out = stage.push(out, region)
-            region = None
+            out = stage.push(out)
             if not out:
                 return b""
         if out is events and reader.tiled:

@@ -7,8 +7,7 @@ in ``Transform``'s pipeline, give the client the shape it asked for:
     json_to_stream   the client asked ``stream: true``, the upstream sent one JSON body
     stream_to_json   the client asked ``stream: false``, the upstream streamed
 
-Each is made per response, ``Cls(ctx)``, with the stage interface ``push(events,
-region=None)`` / ``end()``.
+Each is made per response, ``Cls(ctx)``, with the stage interface ``push(events)`` / ``end()``.
 """
 
 from __future__ import annotations

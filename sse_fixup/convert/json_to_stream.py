@@ -50,7 +50,7 @@ class _JSONToStream:
         self.ctx = ctx
         self.bodies: list[Event] = []
 
-    def push(self, events: list[Event], region=None) -> list[Event]:
+    def push(self, events: list[Event]) -> list[Event]:
         self.bodies.extend(events)
         return []
 

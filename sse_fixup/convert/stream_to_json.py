@@ -54,7 +54,7 @@ class _StreamToJSON:
         # the HTTP status for the body ``end`` returns: 200, or the error's (``http_status``)
         self.status = 200
 
-    def push(self, events: list[Event], region=None) -> list[Event]:
+    def push(self, events: list[Event]) -> list[Event]:
         for ev in events:
             obj = ev.json                   # None for [DONE], comments, non-JSON lines
             if obj is not None:

@@ -120,8 +120,8 @@ class Plan:
     they hold over the bytes of a whole read they hold for each event in it (an event's
     data is part of those bytes, and no needle can straddle two events), so for a read of
     many events they are checked once (``region_holds``).  ``Known`` speaks of one event as
-    a whole: always per event.  Checks take ``(buf, start, end)`` so that a
-    read's events can be looked at where they lie, without slicing.
+    a whole: always per event.  ``occurrences`` takes ``(buf, start, end)`` so that a
+    read's events can be looked at where they lie, without slicing (``ChainStage.skim``).
     """
 
     __slots__ = ("rules", "always", "lacks", "nulls", "preceded", "known", "regional")
@@ -150,18 +150,17 @@ class Plan:
         """The occurrence-wise evidence over a run of whole events."""
         return self.occurrences(buf, start, len(buf) if end is None else end)
 
-    def passes(self, buf: bytes, start: int, end: int, ctx, region: bool = False) -> bool:
-        """True when no rule of the plan can need the event whose data is
-        ``buf[start:end]``; ``region``: the occurrence-wise evidence is known to hold."""
+    def passes(self, data: bytes, ctx) -> bool:
+        """True when no rule of the plan can need the event whose data this is."""
         if not self.rules:
             return True
-        if self.always or not (region or self.occurrences(buf, start, end)):
+        if self.always or not self.occurrences(data, 0, len(data)):
             return False
         needles = self.needles(ctx)
         if needles is None:
             return False
         for n in needles:
-            if buf.find(n, start, end) < 0:
+            if n not in data:
                 return False
         return True
 
