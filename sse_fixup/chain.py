@@ -46,9 +46,20 @@ def _types(rule: Rule):
     return frozenset(out)
 
 
+def _makers(rules: list) -> list[tuple]:
+    """For each rule (a Rule class or a stateless Rule object) the object shared by every
+    response, or the class to make one per response: a rule class with no state of its own
+    (no ``__init__``) is made once."""
+    return [(r, None) if isinstance(r, Rule) else
+            (r(), None) if r.__init__ is object.__init__ else (None, r) for r in rules]
+
+
+def _objects(makers: list[tuple]) -> list[Rule]:
+    return [shared if cls is None else cls() for shared, cls in makers]
+
+
 class Chain:
-    """An ordered list of stream rules for one endpoint.  ``rules`` are Rule classes (one
-    object made per stream) or Rule objects (stateless, shared by all streams)."""
+    """An ordered list of stream rules for one endpoint (Rule classes or Rule objects)."""
 
     def __init__(self, endpoint: str, rules: list, *, parse_all: bool = False):
         self.endpoint = endpoint
@@ -60,10 +71,7 @@ class Chain:
         # path is tested against)
         self.parse_all = parse_all
         self._plans: dict[str | None, Plan] = {}
-        # a rule with no state of its own (no __init__) is made once and shared by every
-        # stream; the others get one object per stream
-        self._made = [(r, None) if isinstance(r, Rule) else
-                      (r(), r) if r.__init__ is object.__init__ else (None, r) for r in self.rules]
+        self._makers = _makers(self.rules)
 
     def plan(self, name: str | None) -> Plan:
         plan = self._plans.get(name)
@@ -76,7 +84,7 @@ class Chain:
         return plan
 
     def open(self, ctx: StreamContext) -> ChainStage:
-        return ChainStage(self, [shared if shared is not None else cls() for shared, cls in self._made], ctx)
+        return ChainStage(self, _objects(self._makers), ctx)
 
 
 class ChainStage:
@@ -254,12 +262,12 @@ class BodyChain:
         self.endpoint = endpoint
         self.rules = list(rules)
         self.names = [r.name for r in self.rules]
+        self._makers = _makers(self.rules)
 
     def apply(self, obj: dict, ctx: StreamContext) -> bool:
         """Every rule on ``obj`` in place; False (and ``obj`` unusable) if one raised."""
         changed = False
-        for rule in self.rules:
-            rule = rule if isinstance(rule, Rule) else rule()
+        for rule in _objects(self._makers):
             try:
                 res = rule.apply(obj, ctx)
             except Exception as exc:  # noqa: BLE001
