@@ -114,7 +114,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         data, body = await _read_body(request, endpoint)
         info = RequestInfo(endpoint, path, body) if endpoint is not None else None
         router = app[ROUTER]
-        if request.method == "GET" and path.rstrip("/").endswith("/models") and len(router.upstreams()) > 1:
+        if request.method == "GET" and path.rstrip("/").endswith("/models") and len(router.upstreams) > 1:
             request[KIND] = "models"
             return await _models(request, router)
         route = router.route(path, info.model if info else None)
@@ -353,8 +353,8 @@ async def _models(request: web.Request, router: Router) -> web.Response:
 
     seen: dict = {}
     errors = []
-    for upstream_url, got in zip(router.upstreams(), await asyncio.gather(
-            *(one(u) for u in router.upstreams()), return_exceptions=True)):
+    for upstream_url, got in zip(router.upstreams, await asyncio.gather(
+            *(one(u) for u in router.upstreams), return_exceptions=True)):
         if isinstance(got, BaseException):
             errors.append(f"{upstream_url}: {getattr(got, 'message', None) or got}")
             continue

@@ -155,13 +155,10 @@ class Router:
     def __init__(self, cfg, *, parse_all: bool = False):
         limit = cfg.limits.max_event_bytes
         self.routes = [Route(keys, limit, parse_all=parse_all) for keys in cfg.effective_routes()]
+        self.upstreams = list(dict.fromkeys(r.upstream for r in self.routes))   # distinct, in order
 
     def route(self, path: str, model: str | None = None) -> Route:
         for route in self.routes:
             if route.matches(path, model):
                 return route
         return self.routes[-1]
-
-    def upstreams(self) -> list[str]:
-        """Every distinct upstream, in route order."""
-        return list(dict.fromkeys(r.upstream for r in self.routes))
