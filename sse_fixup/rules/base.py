@@ -4,9 +4,9 @@ A rule is a small class: ``name`` (its YAML name), a docstring whose first line 
 its one-line description, the ``endpoint`` and ``mode`` it serves, and ``touches``:
 the events it may touch and the byte evidence that an event cannot need it
 (``touch.py``).  Two hooks: ``apply`` patches one parsed event, ``finish`` adds events at
-the end of the stream.  A rule object lives for one stream (the chain makes one per
-response), so its own per-stream state is plain attributes set in ``__init__``; facts
-several rules share live on the ``StreamContext``.
+the end of the stream.  A rule with state of its own sets it up in ``__init__``, and the
+chain makes one object of it per response (a rule without ``__init__`` is made once and
+shared); facts several rules share live on the ``StreamContext``.
 """
 
 from __future__ import annotations
