@@ -1,4 +1,4 @@
-"""``sse-fixup`` command line: serve (default), replay, rules, config."""
+"""``sse-fixup`` command line: serve (default), replay, rules, config, doctor."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="list every config key: type, default, meaning")
     config.add_argument("--schema", action="store_true",
                         help="print the config file's JSON Schema instead (sse_fixup/config.schema.json)")
+    from . import doctor
+    doctor.add_parser(sub)
     return p
 
 
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_config(args)
         if args.command == "replay":
             return cmd_replay(args)
+        if args.command == "doctor":
+            from . import doctor
+            return doctor.run(args)
         return cmd_serve(args)
     except ConfigError as exc:
         print(f"sse-fixup: config error: {exc}", file=sys.stderr)

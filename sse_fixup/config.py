@@ -208,6 +208,15 @@ class RouteKeys(Section):
     disable = ListOf(Choice(BUILTIN, noun="built-in rule"), [], "built-in rules to leave out of the "
                      "presets", one=True, what="a list of built-in rule names")
     rules = Rules("your own rules, written in YAML (README \"Writing a rule\")")
+    upstream_api = Choice(("anthropic", "chat"), None, "the API the backend speaks when it is not "
+                          "the client's: anthropic (chat clients, the backend's /v1/messages) or chat "
+                          "(Responses clients, the backend's /v1/chat/completions)", nullable=True)
+    default_max_tokens = Int(4096, "upstream_api anthropic: max_tokens when the client gave none "
+                             "(the Messages API requires it)", low=1, what="a number of tokens")
+    drop_unsupported_tools = Bool(False, "upstream_api chat: drop hosted tools (web_search, "
+                                  "file_search, ...) a chat backend cannot run, instead of a 400")
+    realtime = Choice(("forward", "emulate", "off"), "forward", "GET /v1/realtime (WebSocket): forward "
+                      "to the backend's, emulate a text session over its chat completions, or off")
 
     def rule_names(self) -> list[str]:
         """The built-in rules in effect, in order: what the route's options add, then the presets'."""
@@ -277,6 +286,36 @@ class Auth(Section):
     upstream_key = Secret(None, "the key sent upstream as Authorization: Bearer", nullable=True)
 
 
+class Fraction(Field):
+    what, json = "a number from 0 to 1", {"type": "number", "minimum": 0, "maximum": 1}
+
+    def check(self, value, at):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            at.fail(f"must be {self.what}; got {value!r}")
+        return float(value)
+
+
+class Validate(Section):
+    sample = Fraction(0.0, "the share of live streams checked after the chain (0 = off)")
+
+
+class CaptureMatch(Section):
+    path = String(None, "glob on the request path", nullable=True, what="a glob")
+    model = String(None, "glob on the request's model", nullable=True, what="a glob")
+
+
+class Capture(Section):
+    dir = String(None, "directory the captures go to (null = capture off)", nullable=True,
+                 what="a directory path")
+    match = Nested(CaptureMatch, "which requests may be captured (all given globs must match)")
+    on = Choice(("fault", "rule_failure", "always"), "fault", "when a response is kept")
+    sample = Fraction(1.0, "the share of matching responses kept")
+    max_stream_bytes = Int(4 << 20, "per response, upstream and sent bytes each; past it the "
+                           "capture is cut and says so", low=1024, what="a number of bytes")
+    max_total_bytes = Int(256 << 20, "the directory's total; past it no new capture is written",
+                          low=1024, what="a number of bytes")
+
+
 class Config(RouteKeys):
     routes = ListOf(Nested(Route, ""), [], "more backends: the first route whose match fits a "
                     "request takes it; others use the top-level keys", what="a list of routes")
@@ -291,6 +330,11 @@ class Config(RouteKeys):
                   low=1, what="a number of processes")
     event_loop = Choice(("asyncio", "uvloop", "auto"), "asyncio", "auto = uvloop when installed")
     metrics = Bool(True, "Prometheus text at GET /sse-fixup/metrics")
+    metrics_max_models = Int(32, "distinct model labels in the LLM metrics; later models count "
+                             "as other", low=1, what="a number of models")
+    access_log = Choice(("plain", "json", "off"), "plain", "one line per request on stderr")
+    validate = Nested(Validate, "live conformance: the strict validator on a sample of streams")
+    capture = Nested(Capture, "keep bad streams as replayable captures (README \"Captures\")")
 
     def __init__(self, source: str | None = None, **values):
         super().__init__(**values)
@@ -353,6 +397,8 @@ def _construct_map(loader, node):
     out.lines = {}
     for knode, vnode in node.value:
         key = loader.construct_object(knode, deep=True)
+        if isinstance(key, bool) and not knode.style:
+            key = knode.value          # YAML 1.1 reads a bare on/off/yes/no key as a bool: keys are names
         if key in out:
             raise ConfigError(f"{loader.name}:{knode.start_mark.line + 1}: duplicate key {key!r}")
         out[key] = loader.construct_object(vnode, deep=True)

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .rules.base import StreamContext
+
+
+LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+DURATION = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+RATE = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 5000)
 
 
 class Metrics:
@@ -36,6 +41,34 @@ class Metrics:
                                           registry=r)
         self.active_streams = Gauge("sse_fixup_active_streams", "Streams in flight", registry=r,
                                     multiprocess_mode="livesum")
+        # LLM metrics, once per response; model = the requested model (capped, then "other")
+        llm = ["endpoint", "model"]
+        self.ttfb = Histogram("sse_fixup_upstream_ttfb_seconds", "Request sent upstream -> first "
+                              "byte of the answer", llm, buckets=LATENCY, registry=r)
+        self.ttft = Histogram("sse_fixup_ttft_seconds", "Request sent upstream -> first text, "
+                              "reasoning or tool-call delta", llm, buckets=LATENCY, registry=r)
+        self.duration = Histogram("sse_fixup_stream_duration_seconds", "Request sent upstream -> "
+                                  "the answer's end", llm, buckets=DURATION, registry=r)
+        self.tokens_per_second = Histogram("sse_fixup_output_tokens_per_second", "Output tokens "
+                                           "over the time from first token to the end", llm,
+                                           buckets=RATE, registry=r)
+        self.tokens = Counter("sse_fixup_tokens", "Tokens by the usage the answers carried",
+                              ["model", "kind"], registry=r)
+        self.finish = Counter("sse_fixup_finish", "Answers by finish reason (chat) or status "
+                              "(Responses)", ["endpoint", "model", "reason"], registry=r)
+        self.stream_faults = Counter("sse_fixup_stream_faults", "Answers ended by a fault",
+                                     ["code"], registry=r)
+        self.config_reloads = Counter("sse_fixup_config_reloads", "Config reloads",
+                                      ["result"], registry=r)
+        self.captures = Counter("sse_fixup_captures", "Responses captured", ["trigger"], registry=r)
+        self.captures_skipped = Counter("sse_fixup_captures_skipped", "Captures not written",
+                                        ["reason"], registry=r)
+        self.conformance = Counter("sse_fixup_conformance_violations", "Findings of the live "
+                                   "validator after the rules", ["defect", "route"], registry=r)
+        self.realtime_connections = Counter("sse_fixup_realtime_connections", "Realtime WebSocket "
+                                            "sessions", ["mode"], registry=r)
+        self.realtime_responses = Counter("sse_fixup_realtime_responses", "Realtime responses by "
+                                          "status", ["mode", "status"], registry=r)
 
     def stream_done(self, endpoint: str, ctx: StreamContext) -> None:
         events, patched = ctx.events, ctx.patched

@@ -7,6 +7,8 @@ that every event, synthesized ones included, is numbered.
 
 from __future__ import annotations
 
+from .rules import realtime
+
 PRESETS: dict[str, tuple[str, list[str]]] = {
     "responses": (
         "Make /v1/responses streams valid for the AI SDK (current and 3.0.41) and openai-python",
@@ -23,9 +25,13 @@ PRESETS: dict[str, tuple[str, list[str]]] = {
         "Make non-stream JSON bodies of both endpoints valid for the same clients",
         ["responses.body_reasoning_summary", "responses.body", "chat.body"],
     ),
+    "realtime": (
+        "Make Realtime API server events (WebSocket) valid for LiveKit's plugin and openai-python",
+        [cls.name for cls in realtime.RULES],
+    ),
 }
 PRESETS["default"] = (
-    "responses + chat + json: what the AI SDK and openai-python need from llama-server",
-    [name for preset in ("responses", "chat", "json") for name in PRESETS[preset][1]],
+    "responses + chat + json + realtime: what the AI SDK, openai-python and LiveKit need",
+    [name for preset in ("responses", "chat", "json", "realtime") for name in PRESETS[preset][1]],
 )
 DEFAULT_PRESETS = ["default"]

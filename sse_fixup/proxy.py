@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 
 from .config import Config
+from .convert import TranslationError
 from .headers import forward_headers, response_headers
 from .metrics import Metrics
 from .routes import Router, endpoint_of
@@ -44,15 +45,16 @@ class ProxyError(Exception):
     """An answer the proxy gives itself: ``{"error": {message, type, code, param}}``."""
 
     def __init__(self, status: int, message: str, etype: str, code: str, *,
-                 kind: str = "rejected", headers: dict | None = None):
+                 kind: str = "rejected", headers: dict | None = None, param: str | None = None):
         super().__init__(message)
         self.status, self.message, self.etype, self.code = status, message, etype, code
         self.kind = kind
         self.headers = headers
+        self.param = param
 
     def response(self) -> web.Response:
         body = orjson.dumps({"error": {"message": self.message, "type": self.etype,
-                                       "code": self.code, "param": None}})
+                                       "code": self.code, "param": self.param}})
         return web.Response(status=self.status, body=body, content_type="application/json",
                             headers=self.headers)
 
@@ -119,11 +121,19 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             return await _models(request, router)
         route = router.route(path, info.model if info else None)
         if isinstance(data, bytes):
-            data = route.request_body(data, body, endpoint)
+            try:
+                data = route.request_body(data, body, endpoint)
+            except TranslationError as exc:
+                raise ProxyError(400, f"sse-fixup: {exc.message}", "invalid_request_error",
+                                 exc.code, param=exc.param) from None
         request[KIND] = "passthrough"
-        async with forward(request, route.upstream, data, endpoint) as (upstream, sent_at):
+        upstream_path = route.upstream_path(path, endpoint)
+        async with forward(request, route.upstream, data, endpoint, upstream_path) as (upstream, sent_at):
             ctype = upstream.headers.get("Content-Type", "").split(";")[0].strip().lower()
             ok = 200 <= upstream.status < 300 and not upstream.headers.get("Content-Encoding")
+            if endpoint is not None and not 200 <= upstream.status < 300 and upstream_path != path:
+                request[KIND] = "translated_error"
+                return await _translated_error(request, upstream, route, endpoint)
             if endpoint is not None and ok and ctype == "text/event-stream":
                 if not info.stream:          # the route streams, the client wants one body
                     request[KIND] = "aggregated"
@@ -177,7 +187,8 @@ def _too_large(cfg: Config) -> ProxyError:
 
 
 @contextlib.asynccontextmanager
-async def forward(request: web.Request, upstream_url: str, body, endpoint: str | None):
+async def forward(request: web.Request, upstream_url: str, body, endpoint: str | None,
+                  path: str | None = None):
     """The upstream's response to this request (and when it was sent), released at exit.
 
     Only path and query come from the request: the upstream is fixed by the config.  A
@@ -188,7 +199,7 @@ async def forward(request: web.Request, upstream_url: str, body, endpoint: str |
     app = request.app
     cfg = app[CONFIG]
     metrics = app[METRICS]
-    url = upstream_url + request.rel_url.raw_path
+    url = upstream_url + (path or request.rel_url.raw_path)
     if request.rel_url.raw_query_string:
         url += "?" + request.rel_url.raw_query_string
     auth = cfg.auth
@@ -339,6 +350,19 @@ async def _chunks(request: web.Request, upstream: aiohttp.ClientResponse):
         yield chunk
 
 
+async def _translated_error(request: web.Request, upstream, route, endpoint: str) -> web.Response:
+    """A translated route's backend said no: its error in the client's API, status kept."""
+    try:
+        async with asyncio.timeout(request.app[CONFIG].timeouts.idle):
+            data = await upstream.read()
+    except TimeoutError:
+        raise ProxyError(504, "sse-fixup: the upstream sent its headers but not its body within "
+                         "timeouts.idle", "upstream_error", "upstream_idle_timeout") from None
+    out = route.upstream_error(endpoint, upstream.status, data)
+    return web.Response(status=upstream.status, body=out if out is not None else data,
+                        content_type="application/json")
+
+
 async def _models(request: web.Request, router: Router) -> web.Response:
     """GET /v1/models in front of several backends: every upstream's list, merged (first
     seen wins for a model id), because clients pick a model from it."""
@@ -410,5 +434,8 @@ def create_app(cfg: Config, metrics: Metrics | None = None, router: Router | Non
     app.router.add_get("/healthz", healthz)
     if cfg.metrics:
         app.router.add_get("/sse-fixup/metrics", metrics_view)
+    from . import realtime               # GET /v1/realtime: a WebSocket, not a proxied body
+    for path in realtime.PATHS:
+        app.router.add_get(path, realtime.handler)
     app.router.add_route("*", "/{tail:.*}", proxy)
     return app

@@ -11,6 +11,10 @@ answer from what the upstream sent and what the client asked for:
     upstream JSON, client JSON     body → body rules → JSON
     upstream JSON, client stream   body → body rules → JSON→SSE → stream rules → SSE
     upstream SSE,  client JSON     Decoder → stream rules → SSE→JSON → body rules → JSON
+
+A route whose backend speaks another API (``upstream_api``) has a ``Translation`` per
+client endpoint: it rewrites the request and path, and its stage, right after the reader,
+turns the backend's events into the client endpoint's; the rest is the same.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import fnmatch
 import orjson
 
 from .chain import BodyChain, Chain, RuleFailed
+from .convert import Translation, TranslationError, translation
 from .rules import BUILTIN
 from .rules.base import RequestInfo, StreamContext
 from .rules.chat import HideUsage
@@ -76,6 +81,14 @@ class Route:
         self.model_glob = match.model if match is not None else None
         self.upstream = keys.upstream
         self.max_event = max_event
+        self.translations: dict[str, Translation | None] = {}
+        self.refused: dict[str, TranslationError] = {}
+        for endpoint in ENDPOINTS:
+            try:
+                self.translations[endpoint] = translation(keys.upstream_api, endpoint, keys)
+            except TranslationError as exc:
+                self.translations[endpoint] = None
+                self.refused[endpoint] = exc
         builtins = [BUILTIN[name] for name in keys.rule_names()]
         self.chains: dict[tuple[str, str], Chain | BodyChain] = {}
         for endpoint in ENDPOINTS:
@@ -106,16 +119,26 @@ class Route:
         opts += [name for name in ("include_usage", "drop_reasoning") if getattr(k, name)]
         opts += [f"think_tags={k.think_tags}"] if k.think_tags else []
         opts += [f"reasoning_field={k.reasoning_field}"] if k.reasoning_field else []
+        opts += [f"upstream_api={k.upstream_api}"] if k.upstream_api else []
         return (f"{match or 'everything else'} -> {self.upstream} (presets: {', '.join(k.presets) or 'none'}"
                 + (f"; {', '.join(opts)}" if opts else "") + ")")
 
     def request_body(self, data: bytes, body: dict | None, endpoint: str | None) -> bytes:
         """The request as it goes upstream: the route's model name, the streaming it wants,
         usage asked for.  Untouched (byte for byte) when the route changes nothing."""
-        if body is None or endpoint is None:
+        if endpoint is None:
+            return data
+        if endpoint in self.refused:
+            raise self.refused[endpoint]
+        tr = self.translations.get(endpoint)
+        if body is None:
+            if tr is not None:
+                raise TranslationError(None, "the request body must be a JSON object to be "
+                                       f"translated for this route's backend (upstream_api: "
+                                       f"{tr.upstream_api})", "invalid_json")
             return data
         k = self.keys
-        out = dict(body)
+        out = tr.request(body) if tr is not None else dict(body)
         if k.model:
             out["model"] = k.model
         if k.upstream_stream == "always":
@@ -126,7 +149,12 @@ class Route:
         if k.include_usage and endpoint == "chat" and out.get("stream"):
             opts = out.get("stream_options")
             out["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
-        return data if out == body else orjson.dumps(out)
+        return data if out == body and tr is None else orjson.dumps(out)
+
+    def upstream_path(self, path: str, endpoint: str | None) -> str:
+        """The path the backend is asked on (a translation may change it)."""
+        tr = self.translations.get(endpoint) if endpoint else None
+        return tr.path(path) if tr is not None else path
 
     def open(self, info: RequestInfo, upstream: str, client: str | None = None) -> Transform:
         """The transform for one answer: ``upstream`` is what came back, ``stream`` (SSE) or
@@ -137,16 +165,23 @@ class Route:
         body = self.chains[(endpoint, "body")]
         named = endpoint == "responses"
         client = client or upstream
+        tr = self.translations.get(endpoint)
+        first = [] if tr is None else [tr.stream_stage(ctx) if upstream == "stream" else tr.body_stage(ctx)]
         if upstream == client == "stream":
-            return Transform(Decoder(self.max_event), [stream.open(ctx), SSEWriter(named)], ctx)
+            return Transform(Decoder(self.max_event), [*first, stream.open(ctx), SSEWriter(named)], ctx)
         if upstream == client == "body":
-            return Transform(BodyReader(), [BodyStage(body, ctx), JSONWriter()], ctx)
+            return Transform(BodyReader(), [*first, BodyStage(body, ctx), JSONWriter()], ctx)
         from .convert import json_to_stream, stream_to_json     # only routes that convert need them
         if upstream == "body":
-            return Transform(BodyReader(), [BodyStage(body, ctx), json_to_stream(endpoint, ctx),
+            return Transform(BodyReader(), [*first, BodyStage(body, ctx), json_to_stream(endpoint, ctx),
                                             stream.open(ctx), SSEWriter(named)], ctx)
-        return Transform(Decoder(self.max_event), [stream.open(ctx), stream_to_json(endpoint, ctx),
+        return Transform(Decoder(self.max_event), [*first, stream.open(ctx), stream_to_json(endpoint, ctx),
                                                    BodyStage(body, ctx), JSONWriter()], ctx)
+
+    def upstream_error(self, endpoint: str | None, status: int, data: bytes) -> bytes | None:
+        """A translated route's backend error body in the client's API (None: as it came)."""
+        tr = self.translations.get(endpoint) if endpoint else None
+        return tr.error(status, data) if tr is not None else None
 
 
 class Router:
