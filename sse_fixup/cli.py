@@ -28,12 +28,20 @@ def _parser() -> argparse.ArgumentParser:
                        help="processes sharing the port (default 1; each uses one core)")
     serve.add_argument("--loop", choices=("asyncio", "uvloop", "auto"),
                        help="event loop (default asyncio; auto: uvloop when installed)")
+    serve.add_argument("--access-log", choices=("plain", "json", "off"),
+                       help="one line per request on stderr (default: the config's access_log, plain)")
+    serve.add_argument("--watch-config", action="store_true",
+                       help="reload the config when the file changes (SIGHUP always reloads)")
     replay = sub.add_parser("replay", help="print what the proxy would send for a captured body")
-    replay.add_argument("file", metavar="FILE", help="captured SSE stream or JSON body; - for stdin")
-    replay.add_argument("--endpoint", required=True, choices=("responses", "chat"))
+    replay.add_argument("file", metavar="FILE",
+                        help="captured SSE stream or JSON body (- for stdin), or a capture directory")
+    replay.add_argument("--endpoint", choices=("responses", "chat"),
+                        help="the endpoint the body came from (a capture directory says it itself)")
     replay.add_argument("--config", metavar="FILE")
     replay.add_argument("--request", metavar="FILE",
                         help="the request's JSON body (or a raw .request.http): model, tools")
+    replay.add_argument("--check", action="store_true",
+                        help="capture directory: compare with what the proxy sent; exit 1 on a difference")
     rules = sub.add_parser("rules", help="list built-in rules and presets (and a config's routes)")
     rules.add_argument("--config", metavar="FILE", help="also show this config's effective routes")
     config = sub.add_parser("config", help="list every config key: type, default, meaning")
@@ -71,21 +79,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args) -> int:
-    cfg = load(args.config)
-    if args.upstream:
-        cfg.upstream = check_upstream(args.upstream, _flag_error("--upstream"))
-    if args.host:
-        cfg.host = args.host
-    if args.port is not None:
-        cfg.port = args.port
-    if args.log_level:
-        cfg.log_level = args.log_level
-    env_keys = os.environ.get("SSE_FIXUP_API_KEYS", "")
-    cfg.auth.api_keys += [k.strip() for k in env_keys.split(",") if k.strip()]
+    def prepare(cfg):
+        """The flags and environment over the file: at start and again at each reload."""
+        if args.upstream:
+            cfg.upstream = check_upstream(args.upstream, _flag_error("--upstream"))
+        if args.host:
+            cfg.host = args.host
+        if args.port is not None:
+            cfg.port = args.port
+        if args.log_level:
+            cfg.log_level = args.log_level
+        if args.loop:
+            cfg.event_loop = args.loop
+        if args.access_log:
+            cfg.access_log = args.access_log
+        env_keys = os.environ.get("SSE_FIXUP_API_KEYS", "")
+        cfg.auth.api_keys += [k.strip() for k in env_keys.split(",") if k.strip()]
+        return cfg
+
+    cfg = prepare(load(args.config))
+    if args.watch_config and not args.config:
+        raise ConfigError("--watch-config: needs --config FILE")
     logging.basicConfig(level=cfg.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.loop:
-        cfg.event_loop = args.loop
+    from . import access
+    access.setup(cfg.access_log)
     workers = args.workers if args.workers is not None else cfg.workers
     if workers < 1:
         raise ConfigError(f"--workers: must be at least 1, got {workers}")
@@ -98,7 +116,8 @@ def cmd_serve(args) -> int:
     from .server import run
 
     try:
-        return run(cfg, workers, announce=lambda msg: print(msg, flush=True))
+        return run(cfg, workers, announce=lambda msg: print(msg, flush=True),
+                   reload={"path": args.config, "prepare": prepare, "watch": args.watch_config})
     except OSError as exc:          # port taken, address not available
         print(f"sse-fixup: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}",
               file=sys.stderr)
@@ -163,6 +182,10 @@ def cmd_replay(args) -> int:
     from .rules.base import RequestInfo
 
     cfg = load(args.config)
+    if os.path.isdir(args.file):
+        return _replay_capture(args, cfg)
+    if args.endpoint is None:
+        raise ConfigError("replay: --endpoint is required for a captured body (not for a capture directory)")
     data = sys.stdin.buffer.read() if args.file == "-" else _read(args.file)
     body = None
     if args.request:
@@ -183,6 +206,45 @@ def cmd_replay(args) -> int:
     out.write(transform.close())
     out.flush()
     return 0
+
+
+def _replay_capture(args, cfg) -> int:
+    """A capture directory (capture.py), read by read, with the ids and clock it recorded."""
+    from . import capture
+    from .routes import Router, endpoint_of
+    from .rules.base import MINTING, Fault, Minting, RequestInfo
+
+    try:
+        cap = capture.load(args.file)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{args.file}: not a readable capture directory: {exc}") from None
+    meta, req = cap["meta"], cap["request"]
+    path = req["path"]
+    body = req["body"] if isinstance(req["body"], dict) else None
+    endpoint = meta.get("endpoint") or endpoint_of(path)
+    info = RequestInfo(endpoint, path, body)
+    MINTING.set(Minting(meta.get("minted") or []))
+    transform = Router(cfg).route(path, info.model).open(info, meta["upstream"], meta["client"])
+    pieces = [transform.feed(chunk) for chunk in cap["reads"]]
+    fault = meta.get("fault")
+    pieces.append(transform.close(Fault(fault["code"], fault["message"]) if fault else None))
+    out = b"".join(pieces)
+    if not args.check:
+        sys.stdout.buffer.write(out)
+        sys.stdout.buffer.flush()
+        return 0
+    if meta.get("truncated"):
+        print(f"{args.file}: the capture was cut at capture.max_stream_bytes: it cannot be "
+              "compared whole", file=sys.stderr)
+        return 1
+    if out == cap["sent"]:
+        print(f"{args.file}: replay matches what the proxy sent ({len(out)} bytes)")
+        return 0
+    at = next((i for i, (a, b) in enumerate(zip(out, cap["sent"])) if a != b), min(len(out), len(cap["sent"])))
+    print(f"{args.file}: replay differs from what the proxy sent at byte {at} "
+          f"(replay {len(out)} bytes, sent {len(cap['sent'])}); was the config the same? "
+          f"(captured with {meta.get('config') or 'the defaults'})", file=sys.stderr)
+    return 1
 
 
 def _is_json(data: bytes) -> bool:

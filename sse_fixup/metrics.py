@@ -19,7 +19,9 @@ RATE = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 5000)
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, max_models: int = 32) -> None:
+        self.max_models = max_models
+        self._models: set[str] = set()
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("sse_fixup_requests", "Requests proxied",
@@ -84,6 +86,46 @@ class Metrics:
             self.rule_applied.labels(name).inc(n)
         for name in ctx.failures:
             self.rule_failures.labels(name).inc()
+
+    def model_label(self, model: str | None) -> str:
+        """The requested model, while fewer than ``max_models`` have been seen; then "other"
+        (a client choosing model names must not grow the metrics without bound)."""
+        if not model:
+            return "none"
+        if model in self._models:
+            return model
+        if len(self._models) < self.max_models:
+            self._models.add(model)
+            return model
+        return "other"
+
+    def answer_done(self, tally) -> None:
+        """The LLM metrics of one answer, once, at its end."""
+        endpoint = tally.endpoint
+        if endpoint is None:
+            return
+        model = self.model_label(tally.model)
+        labels = (endpoint, model)
+        ttfb = tally.seconds(tally.sent_at, tally.first_byte_at)
+        if ttfb is not None:
+            self.ttfb.labels(*labels).observe(ttfb)
+        ttft = tally.seconds(tally.sent_at, tally.first_token_at)
+        if ttft is not None:
+            self.ttft.labels(*labels).observe(ttft)
+        duration = tally.seconds(tally.sent_at, tally.ended_at)
+        if duration is not None:
+            self.duration.labels(*labels).observe(duration)
+        tokens = tally.tokens()
+        for kind, n in tokens.items():
+            if n:
+                self.tokens.labels(model, kind).inc(n)
+        out = tokens.get("output")
+        span = tally.seconds(tally.first_token_at or tally.sent_at, tally.ended_at)
+        if out and span:
+            self.tokens_per_second.labels(*labels).observe(out / span)
+        if tally.fault:
+            self.stream_faults.labels(tally.fault).inc()
+        self.finish.labels(endpoint, model, tally.finish or ("error" if tally.fault else "unknown")).inc()
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):      # --workers N: the sum of all

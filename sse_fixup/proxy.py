@@ -20,13 +20,16 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from . import access
 from .config import Config
 from .convert import TranslationError
 from .headers import forward_headers, response_headers
 from .metrics import Metrics
 from .routes import Router, endpoint_of
-from .rules.base import Fault, RequestInfo
+from .capture import Capturer, Recording
+from .rules.base import MINTING, Fault, RequestInfo
 from .stream import Pump, Watch
+from .tally import Tally
 
 log = logging.getLogger("sse_fixup.proxy")
 
@@ -38,7 +41,12 @@ FRESH = web.AppKey("fresh_session", aiohttp.ClientSession)
 WATCH = web.AppKey("watch", Watch)
 CLIENT_TIMEOUT = web.AppKey("client_timeout", aiohttp.ClientTimeout)
 INFLIGHT = web.AppKey("inflight", set)
+READY = web.AppKey("ready", dict)
 KIND = web.RequestKey("kind", str)   # how the answer was handled, for the metric
+TALLY = web.RequestKey("tally", Tally)
+CAPTURE = web.AppKey("capture", Capturer)
+RECORDING = web.RequestKey("recording", Recording)
+OPEN_PATHS = ("/healthz", "/readyz")  # probes: no API key, not counted as requests
 
 
 class ProxyError(Exception):
@@ -61,9 +69,11 @@ class ProxyError(Exception):
 
 @web.middleware
 async def answer_errors(request: web.Request, handler):
-    """Every request counted once, by endpoint, how it was handled and status."""
+    """Every request counted once, by endpoint, how it was handled and status; and its
+    access-log line."""
     endpoint = endpoint_of(request.path) if request.method == "POST" else None
     status = 499                   # the client left before an answer was sent
+    resp = None
     try:
         resp = await handler(request)
         status = resp.status
@@ -71,32 +81,79 @@ async def answer_errors(request: web.Request, handler):
     except ProxyError as exc:
         request[KIND] = exc.kind
         status = exc.status
-        return exc.response()
+        resp = exc.response()
+        return resp
     finally:
         kind = request.get(KIND, "rejected")
-        if kind != "metrics" and request.path != "/healthz":
+        if kind != "metrics" and request.path not in OPEN_PATHS:
             request.app[METRICS].requests.labels(endpoint or "other", kind, str(status)).inc()
+        mode = request.app[CONFIG].access_log
+        if mode != "off":
+            sent = resp.body_length if resp is not None and resp.prepared else \
+                len(resp.body) if isinstance(getattr(resp, "body", None), bytes) else None
+            access.write(mode, access.record(request.method, request.rel_url.raw_path, status,
+                                             request.get(TALLY), sent))
 
 
-def require_key(keys: list[str]):
-    encoded = [k.encode() for k in keys]
-
-    @web.middleware
-    async def check(request: web.Request, handler):
-        if request.path != "/healthz":
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            given = given.strip().encode()
-            # compare against every key, in constant time, so timing tells nothing
-            if not (scheme.lower() == "bearer" and sum(hmac.compare_digest(given, k) for k in encoded)):
-                raise ProxyError(401, "sse-fixup: missing or incorrect API key (Authorization: Bearer ...)",
-                                 "invalid_request_error", "invalid_api_key",
-                                 headers={"WWW-Authenticate": "Bearer"})
-        return await handler(request)
-    return check
+@web.middleware
+async def require_key(request: web.Request, handler):
+    """``auth.api_keys`` (read per request, so that a reload can change them)."""
+    keys = request.app[CONFIG].auth.api_keys
+    if keys and request.path not in OPEN_PATHS:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        given = given.strip().encode()
+        # compare against every key, in constant time, so timing tells nothing
+        if not (scheme.lower() == "bearer" and sum(hmac.compare_digest(given, k.encode()) for k in keys)):
+            raise ProxyError(401, "sse-fixup: missing or incorrect API key (Authorization: Bearer ...)",
+                             "invalid_request_error", "invalid_api_key",
+                             headers={"WWW-Authenticate": "Bearer"})
+    return await handler(request)
 
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "upstream": request.app[CONFIG].upstream})
+
+
+READY_TTL = 1.5       # seconds a probe result is reused: a probe storm must not reach the backend
+READY_TIMEOUT = 2.0
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when every route's upstream answers HTTP below 500 on ``/health``
+    (llama-server says 503 while it loads a model; a backend without /health says 404,
+    which means it is up)."""
+    request[KIND] = "metrics"
+    app = request.app
+    results = await asyncio.gather(*(_probe(app, u) for u in app[ROUTER].upstreams))
+    down = {u: why for u, why in zip(app[ROUTER].upstreams, results) if why}
+    if not down:
+        return web.json_response({"status": "ready", "upstreams": {u: "ok" for u in app[ROUTER].upstreams}})
+    first, why = next(iter(down.items()))
+    raise ProxyError(503, f"sse-fixup: not ready: upstream {first} {why}"
+                     + (f" (and {len(down) - 1} more)" if len(down) > 1 else ""),
+                     "upstream_error", "upstream_not_ready", kind="metrics")
+
+
+async def _probe(app: web.Application, upstream: str) -> str | None:
+    """None when ``upstream`` is up, else why not; cached for READY_TTL seconds."""
+    cache = app[READY]
+    now = time.monotonic()
+    hit = cache.get(upstream)
+    if hit is not None and now - hit[0] < READY_TTL:
+        return hit[1]
+    why = None
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            async with app[FRESH].get(upstream + "/health", allow_redirects=False) as resp:
+                if resp.status >= 500:
+                    body = (await resp.read())[:200].decode("utf-8", "replace").strip()
+                    why = f"answered /health with {resp.status}" + (f": {body}" if body else "")
+    except TimeoutError:
+        why = f"did not answer /health within {READY_TIMEOUT:g}s"
+    except aiohttp.ClientError as exc:
+        why = f"is unreachable: {exc}"
+    cache[upstream] = (time.monotonic(), why)
+    return why
 
 
 async def metrics_view(request: web.Request) -> web.Response:
@@ -120,6 +177,14 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             request[KIND] = "models"
             return await _models(request, router)
         route = router.route(path, info.model if info else None)
+        tally = None
+        if info is not None:
+            tally = request[TALLY] = Tally(endpoint, info.model, info.stream)
+            rec = app[CAPTURE].start(request.method, path, request.rel_url.raw_query_string,
+                                     request.headers, data, endpoint, info.model)
+            if rec is not None:
+                request[RECORDING] = rec
+                MINTING.set(rec.minting)      # this task's minted ids and clock, for the replay
         if isinstance(data, bytes):
             try:
                 data = route.request_body(data, body, endpoint)
@@ -129,6 +194,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         request[KIND] = "passthrough"
         upstream_path = route.upstream_path(path, endpoint)
         async with forward(request, route.upstream, data, endpoint, upstream_path) as (upstream, sent_at):
+            if tally is not None:
+                tally.sent_at, tally.first_byte_at = sent_at, time.monotonic()
             ctype = upstream.headers.get("Content-Type", "").split(";")[0].strip().lower()
             ok = 200 <= upstream.status < 300 and not upstream.headers.get("Content-Encoding")
             if endpoint is not None and not 200 <= upstream.status < 300 and upstream_path != path:
@@ -137,19 +204,37 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             if endpoint is not None and ok and ctype == "text/event-stream":
                 if not info.stream:          # the route streams, the client wants one body
                     request[KIND] = "aggregated"
-                    return await _aggregate(request, upstream, route.open(info, "stream", "body"), info)
+                    return await _aggregate(request, upstream, _open(request, route, info, "stream", "body"), info)
                 request[KIND] = "stream"
-                return await _stream(request, upstream, route.open(info, "stream"), info, sent_at)
+                return await _stream(request, upstream, _open(request, route, info, "stream", "stream"),
+                                     info, sent_at)
             if endpoint is not None and ok and ctype == "application/json":
                 if info.stream:              # the backend ignored stream, or the route asked JSON
                     request[KIND] = "synthesised"
-                    return await _body(request, upstream, route.open(info, "body", "stream"), info,
+                    return await _body(request, upstream, _open(request, route, info, "body", "stream"), info,
                                        content_type="text/event-stream")
                 request[KIND] = "body"
-                return await _body(request, upstream, route.open(info, "body"), info)
+                return await _body(request, upstream, _open(request, route, info, "body", "body"), info)
+            if tally is not None and upstream.status >= 400:
+                tally.finish = f"http_{upstream.status}"
             return await _passthrough(request, upstream)
     finally:
         inflight.discard(task)
+        tally = request.get(TALLY)
+        if tally is not None and tally.sent_at is not None:
+            if tally.ended_at is None:
+                tally.end()
+            app[METRICS].answer_done(tally)
+            rec = request.get(RECORDING)
+            if rec is not None and tally.ctx is not None:
+                rec.finish(tally.ctx, tally.ctx.status)
+
+
+def _open(request: web.Request, route, info: RequestInfo, upstream: str, client: str):
+    rec = request.get(RECORDING)
+    if rec is not None:
+        rec.shape = (upstream, client)
+    return route.open(info, upstream, client)
 
 
 async def _read_body(request: web.Request, endpoint: str | None):
@@ -261,7 +346,8 @@ def _honour_keep_alive(connector, headers) -> None:
 async def _stream(request, upstream, transform, info, sent_at) -> web.StreamResponse:
     app = request.app
     metrics = app[METRICS]
-    pump = Pump(request, upstream, transform, info, app[CONFIG], metrics, sent_at)
+    pump = Pump(request, upstream, transform, info, app[CONFIG], metrics, sent_at, request.get(TALLY),
+                request.get(RECORDING))
     watch = app[WATCH]
     watch.add(pump)
     metrics.active_streams.inc()
@@ -304,9 +390,13 @@ async def _body(request: web.Request, upstream, transform, info: RequestInfo,
     except TimeoutError:
         raise ProxyError(504, "sse-fixup: the upstream sent its headers but not its body within "
                          "timeouts.idle", "upstream_error", "upstream_idle_timeout") from None
-    transform.feed(data)
-    out = transform.close()
+    out = transform.feed(data) + transform.close()
     request.app[METRICS].rules_done(transform.ctx)
+    rec = request.get(RECORDING)
+    if rec is not None:
+        rec.read(data)
+        rec.wrote(out)
+    _tally_body(request, out, upstream.status, transform.ctx)
     if request.app[CONFIG].log_bodies:
         log.info("response %s body: %r", info.path, out)
     headers = response_headers(upstream.headers, streaming=content_type == "text/event-stream")
@@ -319,22 +409,36 @@ async def _aggregate(request: web.Request, upstream, transform, info: RequestInf
     """A stream the client wants as one body: read to its end, then the body it adds up to
     (an OpenAI-shaped error with a 502 when the stream failed or was cut)."""
     fault = None
+    rec = request.get(RECORDING)
+    out = b""
     try:
         async for chunk in _chunks(request, upstream):
-            transform.feed(chunk)
+            if rec is not None:
+                rec.read(chunk)
+            out += transform.feed(chunk)         # the body is made at the end: nothing yet
             if transform.fault is not None:
                 break
     except TimeoutError:
         fault = Fault("upstream_idle_timeout", "the upstream sent nothing for timeouts.idle")
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         fault = Fault("upstream_disconnected", f"the upstream closed the stream before it was complete ({exc})")
-    out = transform.close(fault)
+    out += transform.close(fault)
+    if rec is not None:
+        rec.wrote(out)
     request.app[METRICS].rules_done(transform.ctx)
+    _tally_body(request, out, transform.ctx.status, transform.ctx)
     if request.app[CONFIG].log_bodies:
         log.info("response %s body: %r", info.path, out)
     headers = response_headers(upstream.headers, streaming=False)
     headers["Content-Type"] = "application/json"
     return web.Response(status=transform.ctx.status, body=out, headers=headers)
+
+
+def _tally_body(request: web.Request, out: bytes, status: int, ctx) -> None:
+    tally = request.get(TALLY)
+    if tally is not None:
+        tally.body(out, status)
+        tally.end(ctx)
 
 
 async def _chunks(request: web.Request, upstream: aiohttp.ClientResponse):
@@ -359,6 +463,9 @@ async def _translated_error(request: web.Request, upstream, route, endpoint: str
         raise ProxyError(504, "sse-fixup: the upstream sent its headers but not its body within "
                          "timeouts.idle", "upstream_error", "upstream_idle_timeout") from None
     out = route.upstream_error(endpoint, upstream.status, data)
+    tally = request.get(TALLY)
+    if tally is not None:
+        tally.finish = f"http_{upstream.status}"
     return web.Response(status=upstream.status, body=out if out is not None else data,
                         content_type="application/json")
 
@@ -416,10 +523,8 @@ async def _sessions(app: web.Application):
 
 
 def create_app(cfg: Config, metrics: Metrics | None = None, router: Router | None = None) -> web.Application:
-    middlewares = [answer_errors]
-    if cfg.auth.api_keys:
-        middlewares.append(require_key(cfg.auth.api_keys))
-    app = web.Application(client_max_size=cfg.limits.max_request_bytes, middlewares=middlewares)
+    app = web.Application(client_max_size=cfg.limits.max_request_bytes,
+                          middlewares=[answer_errors, require_key])
     app[CONFIG] = cfg
     app[WATCH] = Watch(cfg)
     t = cfg.timeouts
@@ -429,9 +534,12 @@ def create_app(cfg: Config, metrics: Metrics | None = None, router: Router | Non
     app[CLIENT_TIMEOUT] = aiohttp.ClientTimeout(total=None, sock_connect=t.connect)
     app[INFLIGHT] = set()
     app[ROUTER] = router or Router(cfg)
-    app[METRICS] = metrics or Metrics()
+    app[METRICS] = metrics or Metrics(cfg.metrics_max_models)
+    app[READY] = {}
+    app[CAPTURE] = Capturer(cfg, app[METRICS])
     app.cleanup_ctx.append(_sessions)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     if cfg.metrics:
         app.router.add_get("/sse-fixup/metrics", metrics_view)
     from . import realtime               # GET /v1/realtime: a WebSocket, not a proxied body

@@ -192,6 +192,10 @@ class Router:
         self.routes = [Route(keys, limit, parse_all=parse_all) for keys in cfg.effective_routes()]
         self.upstreams = list(dict.fromkeys(r.upstream for r in self.routes))   # distinct, in order
 
+    def replace(self, other: Router) -> None:
+        """Take ``other``'s routes (a reload); in one step, so a request sees one or the other."""
+        self.routes, self.upstreams = other.routes, other.upstreams
+
     def route(self, path: str, model: str | None = None) -> Route:
         for route in self.routes:
             if route.matches(path, model):

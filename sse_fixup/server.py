@@ -42,16 +42,17 @@ def run_loop(coro, choice: str) -> None:
         runner.run(coro)
 
 
-def run(cfg: Config, workers: int = 1, announce=print) -> int:
-    """Serve until SIGTERM/SIGINT; with ``workers`` > 1, that many processes share the port."""
+def run(cfg: Config, workers: int = 1, announce=print, reload: dict | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; with ``workers`` > 1, that many processes share the port.
+    ``reload``: {path, prepare, watch} for SIGHUP and --watch-config (reload.py)."""
     loop_factory(cfg.event_loop)           # fail early if uvloop was asked for and is missing
     if workers <= 1:
-        run_loop(serve(cfg, announce=announce), cfg.event_loop)
+        run_loop(serve(cfg, announce=announce, reload=reload), cfg.event_loop)
         return 0
-    return supervise(cfg, workers, announce)
+    return supervise(cfg, workers, announce, reload)
 
 
-def supervise(cfg: Config, workers: int, announce) -> int:
+def supervise(cfg: Config, workers: int, announce, reload: dict | None = None) -> int:
     """Fork ``workers`` processes that all listen on the port (SO_REUSEPORT: the kernel
     spreads connections), forward SIGTERM/SIGINT to them, restart one that dies.
 
@@ -70,10 +71,11 @@ def supervise(cfg: Config, workers: int, announce) -> int:
             # not the supervisor's handlers (they would signal the siblings); serve() sets its own
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
             code = 0
             try:
                 say = announce if index == 0 else (lambda msg: None)
-                run_loop(serve(cfg, reuse_port=True,
+                run_loop(serve(cfg, reuse_port=True, reload=reload,
                                announce=lambda msg: say(f"{msg} [{workers} workers]")),
                          cfg.event_loop)
             except OSError as exc:
@@ -95,8 +97,16 @@ def supervise(cfg: Config, workers: int, announce) -> int:
             except ProcessLookupError:
                 pass
 
+    def hup(signum, frame):                            # every worker reloads
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hup)
     for i in range(workers):
         spawn(i)
     failed = False
@@ -121,8 +131,13 @@ def supervise(cfg: Config, workers: int, announce) -> int:
     return 1 if failed else 0
 
 
-async def serve(cfg: Config, *, reuse_port: bool = False, announce=print) -> None:
+async def serve(cfg: Config, *, reuse_port: bool = False, announce=print,
+                reload: dict | None = None) -> None:
+    from .reload import Reloader
+
     app = create_app(cfg)
+    reload = reload or {}
+    reloader = Reloader(app, reload.get("path"), reload.get("prepare") or (lambda c: c))
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
@@ -140,7 +155,11 @@ async def serve(cfg: Config, *, reuse_port: bool = False, announce=print) -> Non
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+        watcher = asyncio.ensure_future(reloader.watch()) if reload.get("watch") else None
         await stop.wait()
+        if watcher is not None:
+            watcher.cancel()
         await drain(app, runner, cfg.timeouts.shutdown_grace)
     finally:
         await runner.cleanup()

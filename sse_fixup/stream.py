@@ -39,11 +39,11 @@ class Aborted(Exception):
 
 class Pump:
     __slots__ = ("request", "resp", "upstream", "transform", "info", "cfg", "metrics",
-                 "sent_at", "last", "quiet", "first", "fault", "_keepalive_task")
+                 "sent_at", "last", "quiet", "first", "fault", "tally", "recording", "_keepalive_task")
 
     def __init__(self, request: web.Request, upstream: aiohttp.ClientResponse,
                  transform: Transform, info: RequestInfo, cfg: Config, metrics: Metrics,
-                 sent_at: float):
+                 sent_at: float, tally=None, recording=None):
         self.request = request
         self.upstream = upstream
         self.transform = transform
@@ -55,6 +55,8 @@ class Pump:
         self.quiet = self.last        # last upstream read or keepalive sent
         self.first = True            # no body byte from upstream yet
         self.fault: Fault | None = None
+        self.tally = tally            # what the answer came to (metrics, access log); may be None
+        self.recording = recording    # a capture being recorded, or None
         self.resp: web.StreamResponse | None = None
         self._keepalive_task: asyncio.Task | None = None
 
@@ -85,17 +87,29 @@ class Pump:
         log_bodies = self.cfg.log_bodies
         read = upstream.content.readany
         write = resp.write
+        tally = self.tally
+        wrote = tally.wrote if tally is not None else None
+        rec = self.recording
         try:
             while True:
                 chunk = await read()
                 if not chunk:
                     break
                 self.last = time.monotonic()
-                self.first = False
+                if self.first:
+                    self.first = False
+                    if tally is not None:
+                        tally.first_byte_at = self.last
+                if rec is not None:
+                    rec.read(chunk)
                 out = feed(chunk)
                 if out:
                     if log_bodies:
                         log.info("stream %s out: %r", self.info.path, out)
+                    if wrote is not None:
+                        wrote(out)
+                    if rec is not None:
+                        rec.wrote(out)
                     await write(out)
                 if transform.fault is not None:      # the input itself ended the stream
                     self.fault = transform.fault
@@ -113,6 +127,9 @@ class Pump:
             self.metrics.client_disconnects.inc()
             upstream.close()          # release the backend's slot now, not at the next read
             self.metrics.stream_done(endpoint, transform.ctx)
+            if tally is not None:
+                tally.fault = "client_disconnected"
+                tally.end(transform.ctx)
             raise
         if self.fault is not None:
             upstream.close()
@@ -122,8 +139,14 @@ class Pump:
         tail = transform.close(self.fault)
         self.metrics.stream_done(endpoint, transform.ctx)
         if tail:
+            if wrote is not None:
+                wrote(tail)
+            if rec is not None:
+                rec.wrote(tail)
             await resp.write(tail)
         await resp.write_eof()
+        if tally is not None:
+            tally.end(transform.ctx)
         return resp
 
 
@@ -131,14 +154,18 @@ class Watch:
     """Timeouts and keepalives for every open stream, from one task per app."""
 
     def __init__(self, cfg: Config):
+        self.configure(cfg)
+        self.pumps: set[Pump] = set()
+        self._task: asyncio.Task | None = None
+
+    def configure(self, cfg: Config) -> None:
+        """The timeouts (again, after a reload: open streams get the new ones too)."""
         t = cfg.timeouts
         self.first_byte = t.first_byte
         self.idle = t.idle
         self.keepalive = t.keepalive
         limits = [x for x in (t.first_byte, t.idle, t.keepalive) if x]
         self.tick = min(1.0, max(0.02, min(limits) / 5)) if limits else 1.0
-        self.pumps: set[Pump] = set()
-        self._task: asyncio.Task | None = None
 
     def add(self, pump: Pump) -> None:
         self.pumps.add(pump)

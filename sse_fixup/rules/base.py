@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import orjson
@@ -124,14 +125,40 @@ def choices_of(obj: dict) -> list:
     return choices if isinstance(choices, list) else []
 
 
+class Minting:
+    """The clock readings and random ids one response's rules took, in order: recorded for
+    a capture, and given back in the same order when it is replayed, so that the replay
+    sends the very bytes the proxy sent."""
+
+    __slots__ = ("taken", "replay")
+
+    def __init__(self, replay: list | None = None):
+        self.taken: list = []
+        self.replay = list(reversed(replay)) if replay else []
+
+    def value(self, kind: str, make):
+        if self.replay:
+            got_kind, value = self.replay.pop()
+            if got_kind == kind:
+                return value
+        value = make()
+        self.taken.append((kind, value))
+        return value
+
+
+MINTING: ContextVar[Minting | None] = ContextVar("sse_fixup_minting", default=None)
+
+
 def now() -> int:
-    """Unix seconds; one seam for tests that need a fixed clock."""
-    return int(time.time())
+    """Unix seconds; one seam for tests that need a fixed clock (and for captures)."""
+    rec = MINTING.get()
+    return int(time.time()) if rec is None else rec.value("now", lambda: int(time.time()))
 
 
 def token() -> str:
-    """Random hex for minted ids; one seam for tests that need fixed ids."""
-    return secrets.token_hex(12)
+    """Random hex for minted ids; one seam for tests that need fixed ids (and for captures)."""
+    rec = MINTING.get()
+    return secrets.token_hex(12) if rec is None else rec.value("token", lambda: secrets.token_hex(12))
 
 
 def mint_id(prefix: str) -> str:
