@@ -2,10 +2,11 @@
 
 A ``Tally`` is filled while the answer is written - from the bytes the client gets, so it
 speaks the client's dialect whatever the backend spoke - and read once when the answer
-ends (``Metrics.answer_done``, the access log).  Per write it costs a few substring
-searches, and only the write that holds a needle is looked at more closely: the first
-text, reasoning or tool-call delta (time to first token), the ``usage`` object, the finish
-reason (chat) or the terminal status (Responses).
+ends (``Metrics.answer_done``, the access log).  Per write it costs an addition and a
+list append, plus, until the first token, one regex search (the first text, reasoning or
+tool-call delta: time to first token).  The ``usage`` object and the finish reason (chat)
+or terminal status (Responses) come at a stream's end, so they are looked for once, in
+the last few writes.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ _RESP_TOKEN = re.compile(rb'"type": ?"response\.[a-z_.]*delta"')
 _FINISH = re.compile(rb'"finish_reason": ?"([a-z_]+)"')
 _STATUS = re.compile(rb'"type": ?"response\.(completed|incomplete|failed)"')
 USAGE_NEEDLES = (b'"usage":{', b'"usage": {')
+TAIL = 4          # writes kept (by reference) for the end: terminal event, usage, [DONE]
 
 
 class Tally:
     __slots__ = ("endpoint", "model", "stream", "started", "sent_at", "first_byte_at",
                  "first_token_at", "ended_at", "bytes_out", "usage", "finish", "fault", "ctx",
-                 "route")
+                 "route", "tail")
 
     def __init__(self, endpoint: str | None, model: str | None, stream: bool):
         self.endpoint = endpoint
@@ -44,34 +46,43 @@ class Tally:
         self.fault: str | None = None
         self.ctx = None                          # the transform's StreamContext, when there was one
         self.route: int | None = None
+        self.tail: list[bytes] = []              # the last writes of a stream
 
     # -- while the answer is written ----------------------------------------------------
 
     def wrote(self, out: bytes) -> None:
-        """A piece of a stream, as the client gets it (whole events)."""
+        """A piece of a stream, as the client gets it (whole events).  Per write: its size,
+        and a reference to it among the last few (the usage and the finish are at the end:
+        they are looked for once, in ``end``); the token search only until the first."""
         self.bytes_out += len(out)
-        chat = self.endpoint == "chat"
-        if self.first_token_at is None and (_CHAT_TOKEN if chat else _RESP_TOKEN).search(out):
+        tail = self.tail
+        tail.append(out)
+        if len(tail) > TAIL:
+            del tail[0]
+        if self.first_token_at is None and (_CHAT_TOKEN if self.endpoint == "chat" else _RESP_TOKEN).search(out):
             self.first_token_at = time.monotonic()
+
+    def _scan_tail(self) -> None:
+        buf = b"".join(self.tail)
+        self.tail = []
         for needle in USAGE_NEEDLES:
-            pos = out.rfind(needle)
+            pos = buf.rfind(needle)
             if pos >= 0:
-                obj = _event_at(out, pos)
+                obj = _event_at(buf, pos)
                 usage = _usage_of(obj) if obj is not None else None
                 if usage:
                     self.usage = usage
                 break
-        if chat:
-            if b'"finish_reason":' in out:
-                found = _FINISH.findall(out)
-                if found:
-                    self.finish = found[-1].decode()
-            if self.finish is None and b'"error":' in out:
+        if self.endpoint == "chat":
+            found = _FINISH.findall(buf)
+            if found:
+                self.finish = found[-1].decode()
+            elif b'"error":' in buf:
                 self.finish = "error"
-        elif b'"response.' in out:
-            m = _STATUS.search(out)
-            if m:
-                self.finish = m.group(1).decode()
+        else:
+            found = _STATUS.findall(buf)
+            if found:
+                self.finish = found[-1].decode()
 
     def body(self, out: bytes, status: int) -> None:
         """A whole JSON answer (made by the proxy or passed on)."""
@@ -97,6 +108,8 @@ class Tally:
 
     def end(self, ctx=None) -> None:
         self.ended_at = time.monotonic()
+        if self.tail:
+            self._scan_tail()
         if ctx is not None:
             self.ctx = ctx
             if ctx.fault is not None:
