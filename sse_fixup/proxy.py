@@ -193,7 +193,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
                                  exc.code, param=exc.param) from None
         request[KIND] = "passthrough"
         upstream_path = route.upstream_path(path, endpoint)
-        async with forward(request, route.upstream, data, endpoint, upstream_path) as (upstream, sent_at):
+        async with forward(request, route.upstream, data, endpoint, upstream_path,
+                           route.upstream_headers(endpoint)) as (upstream, sent_at):
             if tally is not None:
                 tally.sent_at, tally.first_byte_at = sent_at, time.monotonic()
             ctype = upstream.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -273,7 +274,7 @@ def _too_large(cfg: Config) -> ProxyError:
 
 @contextlib.asynccontextmanager
 async def forward(request: web.Request, upstream_url: str, body, endpoint: str | None,
-                  path: str | None = None):
+                  path: str | None = None, rewrite=None):
     """The upstream's response to this request (and when it was sent), released at exit.
 
     Only path and query come from the request: the upstream is fixed by the config.  A
@@ -291,6 +292,8 @@ async def forward(request: web.Request, upstream_url: str, body, endpoint: str |
     headers = forward_headers(request.headers, drop_encoding=endpoint is not None,
                               drop_auth=bool(auth.api_keys) and not auth.forward_key,
                               upstream_key=auth.upstream_key)
+    if rewrite is not None:
+        headers = rewrite(headers)
     if isinstance(body, aiohttp.StreamReader):
         headers["Content-Length"] = str(request.content_length)
     sent_at = time.monotonic()

@@ -146,7 +146,7 @@ class Route:
         elif k.upstream_stream == "never":
             out["stream"] = False
             out.pop("stream_options", None)       # some backends refuse it without stream
-        if k.include_usage and endpoint == "chat" and out.get("stream"):
+        if k.include_usage and endpoint == "chat" and out.get("stream") and tr is None:
             opts = out.get("stream_options")
             out["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
         return data if out == body and tr is None else orjson.dumps(out)
@@ -155,6 +155,11 @@ class Route:
         """The path the backend is asked on (a translation may change it)."""
         tr = self.translations.get(endpoint) if endpoint else None
         return tr.path(path) if tr is not None else path
+
+    def upstream_headers(self, endpoint: str | None):
+        """What turns the forwarded headers into the backend API's (None: as they are)."""
+        tr = self.translations.get(endpoint) if endpoint else None
+        return tr.headers if tr is not None else None
 
     def open(self, info: RequestInfo, upstream: str, client: str | None = None) -> Transform:
         """The transform for one answer: ``upstream`` is what came back, ``stream`` (SSE) or

@@ -65,6 +65,10 @@ class Translation:
     def error(self, status: int, data: bytes) -> bytes:
         raise NotImplementedError
 
+    def headers(self, headers: dict) -> dict:
+        """The forwarded request headers as the backend's API wants them."""
+        return headers
+
 
 def translation(upstream_api: str | None, endpoint: str, keys) -> Translation | None:
     """The route's translation for requests to ``endpoint`` (None: the backend speaks it).
