@@ -185,8 +185,9 @@ async def test_proxy_sends_messages_request_to_v1_messages(aiohttp_server, aioht
     r = await client.post("/v1/chat/completions?beta=1", json={**CHAT, "stream": True})
     assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
     assert deltas(await r.read())[-1] == "[DONE]"
-    method, path, _, sent = up.received[0]
+    method, path, headers, sent = up.received[0]
     assert (method, path) == ("POST", "/v1/messages?beta=1")
+    assert headers["anthropic-version"] == "2023-06-01"       # the Messages API's headers, sent
     assert json.loads(sent) == {"model": "claude", "max_tokens": 64, "stream": True,
                                 "messages": [{"role": "user", "content": "hi"}]}
     # a request it cannot express never reaches the backend
