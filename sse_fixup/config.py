@@ -16,7 +16,7 @@ from .rules import BUILTIN
 from .rules import paths as fpaths
 from .rules.declarative import CONDITIONS, Spec
 from .schema import (At, Bool, Choice, ConfigError, Field, Int, ListOf, Nested, Secret, Seconds,
-                     Section, String)
+                     Section, String, did_you_mean)
 
 ENDPOINTS = ("responses", "chat")
 DEFAULT_UPSTREAM = "http://127.0.0.1:8080"
@@ -181,6 +181,52 @@ def _spec(raw, at: At, i: int) -> Spec:
 
 # -- the config file ----------------------------------------------------------------------
 
+STORE_BACKENDS = ("memory", "sqlite", "redis")
+
+
+class StoreSpec(Field):
+    """``responses_store``: ``memory``, or a mapping with one backend and the limits:
+    ``{memory: true}``, ``{sqlite: PATH}``, ``{redis: URL}``, each with ``ttl`` (seconds) and
+    ``max_items``.  Read into ``{"backend", "target", "ttl", "max_items"}``."""
+
+    what = "memory, {sqlite: PATH}, {redis: URL} (each may add ttl: seconds, max_items: N)"
+    json = {"anyOf": [{"enum": ["memory"]}, {
+        "type": "object", "additionalProperties": False, "minProperties": 1,
+        "properties": {"memory": {"type": "boolean"}, "sqlite": String.json,
+                       "redis": {"type": "string", "pattern": "^rediss?://"},
+                       "ttl": {"type": "number", "exclusiveMinimum": 0},
+                       "max_items": {"type": "integer", "minimum": 1}}}]}
+    TTL, MAX_ITEMS = 86400.0, 10000
+
+    def check(self, value, at):
+        if value == "memory":
+            return {"backend": "memory", "target": None, "ttl": self.TTL, "max_items": self.MAX_ITEMS}
+        if not isinstance(value, dict):
+            self.wrong(value, at)
+        for key in value:
+            if key not in (*STORE_BACKENDS, "ttl", "max_items"):
+                at.child(value, key).fail(f"unknown key{did_you_mean(key, [*STORE_BACKENDS, 'ttl', 'max_items'], 'known keys')}")
+        given = [b for b in STORE_BACKENDS if b in value]
+        if len(given) != 1:
+            at.fail(f"must name one backend ({', '.join(STORE_BACKENDS)}); got {', '.join(given) or 'none'}")
+        backend = given[0]
+        target = value[backend]
+        here = at.child(value, backend)
+        if backend == "memory" and target is not True:
+            here.fail("must be true (or write responses_store: memory)")
+        if backend == "sqlite" and not (isinstance(target, str) and target):
+            here.fail("must be the database file's path")
+        if backend == "redis" and not (isinstance(target, str) and target.startswith(("redis://", "rediss://"))):
+            here.fail(f"must be a redis:// or rediss:// URL, got {target!r}")
+        ttl = Seconds(self.TTL, "", nullable=False).check(value.get("ttl", self.TTL), at.child(value, "ttl"))
+        if ttl == 0:
+            at.child(value, "ttl").fail("must be more than 0 seconds")
+        cap = Int(self.MAX_ITEMS, "", low=1, what="a number of responses").check(
+            value.get("max_items", self.MAX_ITEMS), at.child(value, "max_items"))
+        return {"backend": backend, "target": None if backend == "memory" else target,
+                "ttl": ttl, "max_items": cap}
+
+
 class RouteKeys(Section):
     """The keys a ``routes:`` entry may override; the top level has them too (they configure
     the default route), and a key a route leaves out takes the top level's value."""
@@ -217,6 +263,10 @@ class RouteKeys(Section):
                                   "file_search, ...) a chat backend cannot run, instead of a 400")
     realtime = Choice(("forward", "emulate", "off"), "forward", "GET /v1/realtime (WebSocket): forward "
                       "to the backend's, emulate a text session over its chat completions, or off")
+    responses_store = StoreSpec(None, "keep /v1/responses requests and answers, so that "
+                                "previous_response_id and GET/DELETE /v1/responses/{id} work on "
+                                "backends that keep none (README \"Conversation state\"); off "
+                                "(null) by default: it stores conversations", nullable=True)
 
     def rule_names(self) -> list[str]:
         """The built-in rules in effect, in order: what the route's options add, then the presets'."""

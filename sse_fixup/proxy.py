@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import random
 import re
 import time
 
@@ -27,6 +28,7 @@ from .headers import forward_headers, response_headers
 from .metrics import Metrics
 from .routes import Router, endpoint_of
 from .capture import Capturer, Recording
+from .store import Stores, StoreError
 from .rules.base import MINTING, Fault, RequestInfo
 from .stream import Pump, Watch
 from .tally import Tally
@@ -45,6 +47,8 @@ READY = web.AppKey("ready", dict)
 KIND = web.RequestKey("kind", str)   # how the answer was handled, for the metric
 TALLY = web.RequestKey("tally", Tally)
 CAPTURE = web.AppKey("capture", Capturer)
+STORES = web.AppKey("stores", Stores)
+TAPS = web.RequestKey("taps", list)
 RECORDING = web.RequestKey("recording", Recording)
 OPEN_PATHS = ("/healthz", "/readyz")  # probes: no API key, not counted as requests
 
@@ -185,6 +189,23 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             if rec is not None:
                 request[RECORDING] = rec
                 MINTING.set(rec.minting)      # this task's minted ids and clock, for the replay
+        if info is not None:
+            request[TAPS] = _live_check(app, route, endpoint)
+        if endpoint == "responses" and body is not None:
+            store = app[STORES].for_route(route)
+            if store is not None:
+                # previous_response_id expanded before anything else (a translation included)
+                try:
+                    expanded = await store.expand(body)
+                except StoreError as exc:
+                    raise ProxyError(exc.status, f"sse-fixup: {exc.message}", "invalid_request_error"
+                                     if exc.status < 500 else "server_error", exc.code,
+                                     param=exc.param) from None
+                if expanded is not body:
+                    body, data = expanded, orjson.dumps(expanded)
+                tap = store.tap(info, body)
+                if tap is not None:
+                    request[TAPS].append(tap)
         if isinstance(data, bytes):
             try:
                 data = route.request_body(data, body, endpoint)
@@ -235,7 +256,24 @@ def _open(request: web.Request, route, info: RequestInfo, upstream: str, client:
     rec = request.get(RECORDING)
     if rec is not None:
         rec.shape = (upstream, client)
-    return route.open(info, upstream, client)
+    return route.open(info, upstream, client, request.get(TAPS) or ())
+
+
+def _live_check(app: web.Application, route, endpoint: str) -> list:
+    """``validate.sample``: the strict validator on this answer, after the rules (a tap)."""
+    sample = app[CONFIG].validate.sample
+    if not sample or random.random() >= sample:
+        return []
+    from .validate.live import LiveCheck, first_of_kind
+
+    metrics = app[METRICS]
+
+    def report(pairs):
+        for finding, _ in pairs:
+            metrics.conformance.labels(finding.kind, route.label).inc()
+        first_of_kind(pairs, route.label)
+
+    return [lambda ctx, shape: LiveCheck(endpoint, ctx, report, "stream" if shape == "stream" else "body")]
 
 
 async def _read_body(request: web.Request, endpoint: str | None):
@@ -540,7 +578,9 @@ def create_app(cfg: Config, metrics: Metrics | None = None, router: Router | Non
     app[METRICS] = metrics or Metrics(cfg.metrics_max_models)
     app[READY] = {}
     app[CAPTURE] = Capturer(cfg, app[METRICS])
+    app[STORES] = Stores(cfg, app[METRICS])
     app.cleanup_ctx.append(_sessions)
+    app.cleanup_ctx.append(app[STORES].lifecycle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if cfg.metrics:
@@ -548,5 +588,9 @@ def create_app(cfg: Config, metrics: Metrics | None = None, router: Router | Non
     from . import realtime               # GET /v1/realtime: a WebSocket, not a proxied body
     for path in realtime.PATHS:
         app.router.add_get(path, realtime.handler)
+    from .store import views             # stored responses; the backend's own when no store
+    app.router.add_get("/v1/responses/{response_id}", views.get)
+    app.router.add_delete("/v1/responses/{response_id}", views.delete)
+    app.router.add_get("/v1/responses/{response_id}/input_items", views.input_items)
     app.router.add_route("*", "/{tail:.*}", proxy)
     return app

@@ -76,6 +76,7 @@ class Route:
 
     def __init__(self, keys, max_event: int | None, *, parse_all: bool = False):
         self.keys = keys
+        self.label = "default"         # for metrics: the route's number in routes:, or "default"
         match = getattr(keys, "match", None)
         self.path_glob = match.path if match is not None else None
         self.model_glob = match.model if match is not None else None
@@ -161,15 +162,23 @@ class Route:
         tr = self.translations.get(endpoint) if endpoint else None
         return tr.headers if tr is not None else None
 
-    def open(self, info: RequestInfo, upstream: str, client: str | None = None) -> Transform:
+    def open(self, info: RequestInfo, upstream: str, client: str | None = None, taps=()) -> Transform:
         """The transform for one answer: ``upstream`` is what came back, ``stream`` (SSE) or
-        ``body`` (JSON), and ``client`` what the client gets (the same when not given)."""
+        ``body`` (JSON), and ``client`` what the client gets (the same when not given).
+        ``taps``: makers ``tap(ctx, client_shape) -> stage`` of stages that look at what the
+        client gets (live validation, the response store), placed just before the writer."""
+        t = self._open(info, upstream, client or upstream)
+        if taps:
+            t.stages[-1:-1] = [tap(t.ctx, client or upstream) for tap in taps]
+            t.tapped()
+        return t
+
+    def _open(self, info: RequestInfo, upstream: str, client: str) -> Transform:
         ctx = StreamContext(info)
         endpoint = info.endpoint
         stream = self.chains[(endpoint, "stream")]
         body = self.chains[(endpoint, "body")]
         named = endpoint == "responses"
-        client = client or upstream
         tr = self.translations.get(endpoint)
         first = [] if tr is None else [tr.stream_stage(ctx) if upstream == "stream" else tr.body_stage(ctx)]
         if upstream == client == "stream":
@@ -195,6 +204,8 @@ class Router:
     def __init__(self, cfg, *, parse_all: bool = False):
         limit = cfg.limits.max_event_bytes
         self.routes = [Route(keys, limit, parse_all=parse_all) for keys in cfg.effective_routes()]
+        for i, route in enumerate(self.routes):
+            route.label = str(i + 1) if i < len(self.routes) - 1 else "default"
         self.upstreams = list(dict.fromkeys(r.upstream for r in self.routes))   # distinct, in order
 
     def replace(self, other: Router) -> None:

@@ -105,6 +105,10 @@ class Transform:
         self._skim = stages[0].skim if len(stages) == 2 and isinstance(stages[1], SSEWriter) \
             and hasattr(stages[0], "skim") else None
 
+    def tapped(self) -> None:
+        """Stages were added after construction (taps): every event must reach them."""
+        self._skim = None
+
     def feed(self, chunk: bytes) -> bytes:
         if self.fault is not None or self.closed:
             return b""
