@@ -12,7 +12,7 @@ from .rules import realtime
 PRESETS: dict[str, tuple[str, list[str]]] = {
     "responses": (
         "Make /v1/responses streams valid for the AI SDK (current and 3.0.41) and openai-python",
-        ["responses.reasoning_summary", "responses.response_skeleton", "responses.error_event", "responses.function_call_items",
+        ["responses.reasoning_summary", "responses.response_skeleton", "responses.model_name", "responses.error_event", "responses.function_call_items",
          "responses.output_index", "responses.content_index", "responses.text_parts",
          "responses.usage", "responses.terminal", "responses.sequence_number"],
     ),
@@ -23,7 +23,7 @@ PRESETS: dict[str, tuple[str, list[str]]] = {
     ),
     "json": (
         "Make non-stream JSON bodies of both endpoints valid for the same clients",
-        ["responses.body_reasoning_summary", "responses.body", "chat.body"],
+        ["responses.body_reasoning_summary", "responses.body", "responses.body_model_name", "chat.body"],
     ),
     "realtime": (
         "Make Realtime API server events (WebSocket) valid for LiveKit's plugin and openai-python",

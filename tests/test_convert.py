@@ -32,6 +32,7 @@ from sse_fixup.convert import (ChatJSONToStream, ChatStreamToJSON, ResponsesJSON
                                ResponsesStreamToJSON, json_to_stream, stream_to_json)
 from sse_fixup.rules import BUILTIN
 from sse_fixup.rules.base import Fault, RequestInfo, StreamContext
+from sse_fixup.rules.responses import response_defaults
 from sse_fixup.sse import Decoder
 from sse_fixup.transform import BodyReader, JSONWriter, SSEWriter, Transform
 
@@ -267,10 +268,15 @@ def test_responses_body_becomes_the_event_stream_openai_python_accepts(name, typ
     assert got == ["response.created", "response.in_progress", *types, "response.completed"]
     final = objs[-1]["response"]
     # the whole body, with the fields openai-python's Response requires
-    assert {k: final[k] for k in body if k != "usage"} == {k: v for k, v in body.items() if k != "usage"}
+    # (the default rules: the requested model, not the backend's file path; tools echoed as
+    # the Open Responses FunctionTool has them, strict null where the request left it out)
+    if rules:
+        body["model"] = cap.request["model"]
+    assert {k: final[k] for k in body if k not in ("usage", "tools")} == \
+        {k: v for k, v in body.items() if k not in ("usage", "tools")}
     assert final["usage"]["input_tokens_details"] == \
         {"cached_tokens": body["usage"]["input_tokens_details"]["cached_tokens"], "cache_write_tokens": 0}
-    assert final["tools"] == (cap.request.get("tools") or [])
+    assert final["tools"] == [{**t, "strict": None} for t in cap.request.get("tools") or []]
     Response.model_validate(final)
     # the text and arguments came as deltas
     deltas = "".join(o["delta"] for o in objs if o["type"] in (
@@ -574,6 +580,9 @@ def with_summary(body: dict) -> dict:
     """``body`` as the default rules give it back: responses.reasoning_summary gives a
     reasoning item without a summary its text as the summary."""
     out = json.loads(json.dumps(body))
+    # and the rest of the Open Responses ResponseResource, as the request implies it
+    out = {**response_defaults(StreamContext(RequestInfo("responses"))), **out}
+    out["completed_at"] = out["created_at"] if out["status"] == "completed" else None
     for item in out["output"]:
         text = "".join(c["text"] for c in item.get("content") or ())
         if item.get("type") == "reasoning" and not item.get("summary") and text:

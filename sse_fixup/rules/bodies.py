@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 
 from .base import Rule, StreamContext, mint_id
-from .responses import fix_usage, response_defaults
+from .responses import fix_tools, fix_usage, response_defaults
 
 
 def _default(obj: dict, key: str, value) -> bool:
@@ -21,12 +21,12 @@ def _default(obj: dict, key: str, value) -> bool:
 
 
 class ResponsesBody(Rule):
-    """Responses bodies: created_at, model, output[].id, function_call status, annotations: []."""
+    """Responses bodies: every field the Open Responses schema requires, output[].id, function_call status."""
 
     name = "responses.body"
     endpoint = "responses"
     mode = "body"
-    fixes = "AI SDK checklist 10, R10, R12"
+    fixes = "AI SDK checklist 10, R10, R12, Open Responses ResponseResource"
 
     def apply(self, obj: dict, ctx: StreamContext):
         if "error" in obj and "output" not in obj:
@@ -38,6 +38,10 @@ class ResponsesBody(Rule):
         for key, value in response_defaults(ctx).items():
             changed |= _default(obj, key, value)
         changed |= _default(obj, "status", "completed")
+        if obj["status"] == "completed" and not isinstance(obj.get("completed_at"), int):
+            obj["completed_at"] = obj["created_at"] if isinstance(obj["created_at"], int) else ctx.started
+            changed = True
+        changed |= fix_tools(obj)
         changed |= _default(obj, "output", [])
         for item in obj["output"] if isinstance(obj["output"], list) else ():
             if isinstance(item, dict):

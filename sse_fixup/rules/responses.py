@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import orjson
 
-from .base import Rule, StreamContext, mint_id
+from .base import Rule, StreamContext, mint_id, now
 from .touch import Lacks, Touch
 
 LIFECYCLE_START = frozenset({"response.created", "response.in_progress", "response.queued"})
@@ -50,20 +50,97 @@ def _missing(obj: dict, key: str) -> bool:
 
 
 def response_defaults(ctx: StreamContext) -> dict:
-    """The fields openai-python's ``Response`` requires, from the request where it has them."""
-    req = ctx.request
-    return {"object": "response", "created_at": ctx.started, "model": req.model or "unknown",
-            "tools": req.tools, "tool_choice": req.get("tool_choice") or "auto",
-            "parallel_tool_calls": req.get("parallel_tool_calls", True)}
+    """Every field the Open Responses ``ResponseResource`` requires (openai-python's
+    ``Response`` needs a subset), each the value the request implies, else the documented
+    default or null.  llama-server sends a bare ``{id, object, status}`` on created."""
+    return spec_defaults(ctx.request, ctx.started)
+
+
+def _number(value, default):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _of(value, kind, default=None):
+    """``value`` when it is of ``kind`` (a bool is no int here), else ``default``."""
+    if kind is bool:
+        return value if isinstance(value, bool) else default
+    return value if isinstance(value, kind) and not isinstance(value, bool) else default
+
+
+def echoed_tools(tools) -> list:
+    """The request's tools as a response echoes them: function tools with the keys the
+    Open Responses ``FunctionTool`` requires (``description``, ``parameters``, ``strict``:
+    null when the request left them out); other tools as they came."""
+    out = []
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict) and tool.get("type") == "function" and \
+                any(k not in tool for k in ("description", "parameters", "strict")):
+            tool = {**tool}
+            for key in ("description", "parameters", "strict"):
+                tool.setdefault(key, None)
+        out.append(tool)
+    return out
+
+
+def fix_tools(resp: dict) -> bool:
+    """An upstream's own echo of the tools, completed the same way (llama-server: no strict)."""
+    tools = resp.get("tools")
+    if not isinstance(tools, list):
+        return False
+    fixed = echoed_tools(tools)
+    if fixed == tools:
+        return False
+    resp["tools"] = fixed
+    return True
+
+
+def spec_defaults(req, created_at: int) -> dict:
+    get = req.get
+    text = get("text") if isinstance(get("text"), dict) else {}
+    if not isinstance(text.get("format"), dict):
+        text = {**text, "format": {"type": "text"}}
+    reasoning = get("reasoning") if isinstance(get("reasoning"), dict) else None
+    if reasoning is not None:
+        reasoning = {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
+    metadata = get("metadata")
+    return {
+        "object": "response", "created_at": created_at, "model": req.model or "unknown",
+        "completed_at": None, "incomplete_details": None, "error": None,
+        "previous_response_id": _of(get("previous_response_id"), str),
+        # the request's instructions are not kept for the stream (RequestInfo drops the
+        # conversation): the documented null, never a made-up string
+        "instructions": None,
+        "tools": echoed_tools(req.tools), "tool_choice": get("tool_choice") or "auto",
+        "parallel_tool_calls": _of(get("parallel_tool_calls"), bool, True),
+        "truncation": get("truncation") if get("truncation") in ("auto", "disabled") else "disabled",
+        "text": text,
+        # OpenAI's defaults for the sampling knobs the request did not set
+        "top_p": _number(get("top_p"), 1.0), "temperature": _number(get("temperature"), 1.0),
+        "presence_penalty": _number(get("presence_penalty"), 0.0),
+        "frequency_penalty": _number(get("frequency_penalty"), 0.0),
+        "top_logprobs": _of(get("top_logprobs"), int, 0),
+        "reasoning": reasoning,
+        "max_output_tokens": _of(get("max_output_tokens"), int),
+        "max_tool_calls": _of(get("max_tool_calls"), int),
+        # a plain backend stores nothing and runs nothing in the background
+        "store": False, "background": False,
+        "service_tier": get("service_tier") if isinstance(get("service_tier"), str) else "default",
+        "metadata": metadata if isinstance(metadata, dict) else {},
+        "safety_identifier": _of(get("safety_identifier"), str),
+        "prompt_cache_key": _of(get("prompt_cache_key"), str),
+    }
 
 
 class ResponseSkeleton(Rule):
-    """response.created/in_progress get created_at, model and a full response object."""
+    """The response object of created/in_progress/completed gets every field the Open Responses schema requires."""
 
     name = "responses.response_skeleton"
     endpoint = "responses"
     touches = (Touch(LIFECYCLE_START | TERMINAL),)
-    fixes = "R1(c), R3, R10, R11"
+    fixes = "R1(c), R3, R10, R11, Open Responses ResponseResource"
+
+    def __init__(self):
+        self.created_at: int | None = None   # pinned by the first lifecycle event
 
     def apply(self, obj: dict, ctx: StreamContext):
         resp = obj.get("response")
@@ -77,14 +154,28 @@ class ResponseSkeleton(Rule):
         # one id for the whole stream: openai-python checks lifecycle identity
         if ctx.response_id is None:
             ctx.response_id = resp.get("id") if isinstance(resp.get("id"), str) else mint_id("resp_")
+        typ = obj.get("type")
+        upstream_created = resp.get("created_at")
+        if self.created_at is None:
+            self.created_at = upstream_created if isinstance(upstream_created, int) else ctx.started
         defaults = response_defaults(ctx)
         defaults["id"] = ctx.response_id
-        if obj.get("type") in LIFECYCLE_START:
+        defaults["created_at"] = self.created_at
+        if typ in LIFECYCLE_START:
             defaults.update({"status": "in_progress", "output": [], "usage": None})
+        elif typ == "response.completed" and not isinstance(resp.get("completed_at"), int):
+            # llama-server puts the completion time in created_at: that is completed_at
+            resp["completed_at"] = upstream_created if isinstance(upstream_created, int) \
+                and upstream_created >= self.created_at else now()
+            changed = True
+        if resp.get("created_at") != self.created_at:
+            resp["created_at"] = self.created_at    # one creation time on every event
+            changed = True
         for key, value in defaults.items():
-            if key not in resp or (resp[key] is None and value is not None):
+            if key not in resp or (resp[key] is None and value is not None and key != "usage"):
                 resp[key] = value
                 changed = True
+        changed |= fix_tools(resp)
         return changed
 
 
