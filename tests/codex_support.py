@@ -44,7 +44,7 @@ async def run_codex(base_url: str, tmp: Path, prompt: str, timeout: float = 240)
            **{k: DEAD_PROXY for k in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY",
                                       "https_proxy", "http_proxy", "all_proxy")}}
     proc = await asyncio.create_subprocess_exec(
-        str(CODEX), "exec", "--json", "--strict-config", "--skip-git-repo-check", "--ephemeral",
+        str(CODEX), "exec", "--json", "--strict-config", "--skip-git-repo-check",
         "--cd", str(work), prompt, cwd=work, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -107,6 +107,24 @@ def test_tool_calls_and_their_outputs_become_assistant_tool_calls_and_tool_messa
         {"role": "tool", "tool_call_id": "c3", "content": '{"temp":1}'}]
 
 
+def test_an_output_without_call_id_answers_the_open_call_of_its_name():
+    # Codex 0.171 sends the output of a call to a namespaced tool with name, no call_id
+    body = {"model": "tiny", "input": [
+        {"role": "user", "content": "go"},
+        {"type": "function_call", "call_id": "c9", "name": "goal_objective", "arguments": "{}"},
+        {"type": "function_call_output", "id": "fco_1", "name": "goal_objective", "namespace": "agent",
+         "output": "+"}]}
+    assert chat_request(body)["messages"][-1] == {"role": "tool", "tool_call_id": "c9", "content": "+"}
+    # answering no open call (Codex's note after create_goal): a user message that names it
+    body["input"][2]["name"] = "other"
+    assert chat_request(body)["messages"][-1] == {"role": "user", "content": "[agent.other] +"}
+    # neither call_id nor name: the 400 naming the field
+    del body["input"][2]["name"]
+    with pytest.raises(TranslationError) as exc:
+        chat_request(body)
+    assert exc.value.param == "input[2].call_id"
+
+
 def test_a_string_input_images_and_non_streaming():
     assert chat_request({"model": "m", "input": "hi"}) == {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     img = {"model": "m", "input": [{"role": "user", "content": [

@@ -120,6 +120,7 @@ def _input(value, where: str) -> list[dict]:
     if not isinstance(value, list):
         raise TranslationError(where, f"{where} must be a string or a list of items")
     messages: list[dict] = []
+    pending: list[tuple[str, str]] = []        # (call_id, name) of calls without their output yet
     for n, item in enumerate(value):
         at = f"{where}[{n}]"
         if not isinstance(item, dict):
@@ -130,6 +131,7 @@ def _input(value, where: str) -> list[dict]:
         elif typ == "function_call":
             call = {"id": _str(item, "call_id", at), "type": "function",
                     "function": {"name": _str(item, "name", at), "arguments": item.get("arguments") or ""}}
+            pending.append((call["id"], call["function"]["name"]))
             last = messages[-1] if messages else None
             # parallel calls are one assistant turn; so are a text and the calls after it
             if last is not None and last["role"] == "assistant" and "_closed" not in last:
@@ -141,7 +143,12 @@ def _input(value, where: str) -> list[dict]:
         elif typ == "function_call_output":
             if messages and messages[-1]["role"] == "assistant":
                 messages[-1]["_closed"] = True
-            messages.append({"role": "tool", "tool_call_id": _str(item, "call_id", at),
+            call_id = _output_call_id(item, pending, at)
+            if call_id is None:           # a note that answers no call (see _output_call_id)
+                label = ".".join(str(x) for x in (item.get("namespace"), item.get("name")) if x)
+                messages.append({"role": "user", "content": f"[{label}] {_tool_output(item.get('output'), at)}"})
+                continue
+            messages.append({"role": "tool", "tool_call_id": call_id,
                              "content": _tool_output(item.get("output"), at)})
         elif typ == "reasoning":
             continue            # chat backends take no reasoning input (DeepSeek refuses it)
@@ -219,6 +226,28 @@ def _tool_output(output, at: str) -> str:
 def _no_image(at: str, k: int) -> str:
     raise TranslationError(f"{at}.output[{k}]", f"{at}.output[{k}]: a chat tool message carries "
                            f"only text")
+
+
+def _output_call_id(item: dict, pending: list, at: str) -> str | None:
+    """The call an output answers.  An output with a ``name`` but no ``call_id`` answers the
+    open call of that name.  Codex 0.171 also adds such an item that answers no call at all
+    (after ``create_goal``: ``{"type": "function_call_output", "namespace": "agent", "name":
+    "goal_objective", "output": ...}``, a note for the server): None, and it goes to a chat
+    backend as a user message naming it, since a tool message must answer a call."""
+    call_id = item.get("call_id")
+    if not call_id:
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            return _str(item, "call_id", at)            # the 400, naming the field
+        match = [c for c in pending if c[1] == name]
+        if not match:
+            return None
+        call_id = match[0][0]
+    for c in pending:
+        if c[0] == call_id:
+            pending.remove(c)
+            break
+    return call_id
 
 
 def _str(item: dict, key: str, at: str) -> str:
