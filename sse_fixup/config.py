@@ -11,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .dialects import OUTPUTS
 from .presets import DEFAULT_PRESETS, PRESETS
 from .rules import BUILTIN
 from .rules import paths as fpaths
 from .rules.declarative import CONDITIONS, Spec
+from .rules.request import BUILTIN as REQUEST_BUILTIN, REQUEST_CONDITIONS, RequestSpec, item_prefix
 from .schema import (At, Bool, Choice, ConfigError, Field, Int, ListOf, Nested, Secret, Seconds,
                      Section, String, did_you_mean)
 
@@ -179,6 +181,151 @@ def _spec(raw, at: At, i: int) -> Spec:
                 where=[(path, op, v) for path, (op, v) in m.where or []], actions=actions)
 
 
+# -- request rules: the entries of ``request_rules:`` -------------------------------------
+
+class RequestCondition(Field):
+    what = "exists, missing, {equals: v}, {not_equals: v}, {in: [v, ...]} or {not_in: [v, ...]}"
+    json = {"anyOf": [{"enum": ["exists", "missing"]},
+                      {"type": "object", "properties": {"equals": {}}, "required": ["equals"],
+                       "additionalProperties": False},
+                      {"type": "object", "properties": {"not_equals": {}}, "required": ["not_equals"],
+                       "additionalProperties": False},
+                      {"type": "object", "properties": {"in": {"type": "array"}}, "required": ["in"],
+                       "additionalProperties": False},
+                      {"type": "object", "properties": {"not_in": {"type": "array"}}, "required": ["not_in"],
+                       "additionalProperties": False}]}
+
+    def check(self, value, at):
+        if isinstance(value, dict) and len(value) == 1:
+            (op, arg), = value.items()
+            if op in ("equals", "not_equals"):
+                return op, arg
+            if op in ("in", "not_in"):
+                if not isinstance(arg, list):
+                    at.fail(f"{op} must be a list of values, got {arg!r}")
+                return op, list(arg)
+        if value not in ("exists", "missing"):
+            at.fail(f"condition must be {self.what}; got {value!r}")
+        return value, None
+
+
+class RequestMatch(Section):
+    endpoint = Choice(ENDPOINTS, None, "the client endpoint whose requests the rule patches "
+                      "(null: both)", nullable=True)
+    model = String(None, 'glob on the request body\'s "model"', nullable=True, what="a glob")
+    where = PathMap(RequestCondition(), "{field.path: condition}; all must hold; a path with [*] "
+                    "selects the list items the actions under the same list[*] apply to")
+
+
+class RequestActions(Section):
+    """A request rule's actions, applied in this order (the response rules' operations)."""
+
+    set = RuleActions.fields["set"]
+    default = RuleActions.fields["default"]
+    copy = RuleActions.fields["copy"]
+    rename = RuleActions.fields["rename"]
+    delete = RuleActions.fields["delete"]
+
+
+REQUEST_ACTIONS = tuple(RequestActions.fields)
+
+
+class RequestRuleEntry(RequestActions):
+    name = String(None, "unique; shown in logs (default request.<n>)")
+    match = Nested(RequestMatch, "which requests the rule touches (all given must hold)")
+
+
+class RequestRules(ListOf):
+    """``request_rules:`` -> [built-in name | RequestSpec], in order."""
+
+    def __init__(self, doc):
+        super().__init__(Nested(RequestRuleEntry, ""), [], doc,
+                         what="a list of built-in request rule names and request rules")
+
+    def check(self, value, at):
+        if not isinstance(value, list):
+            self.wrong(value, at)
+        out, taken = [], set()
+        for i, raw in enumerate(value):
+            here = at.child(value, i)
+            if isinstance(raw, str):
+                if raw not in REQUEST_BUILTIN:
+                    here.fail(f"unknown built-in request rule {raw!r}"
+                              f"{did_you_mean(raw, sorted(REQUEST_BUILTIN))}")
+                entry = raw
+            elif isinstance(raw, dict):
+                entry = _request_spec(raw, here, i)
+            else:
+                here.fail("each entry must be a built-in request rule name or a mapping with match: "
+                          "and actions")
+            name = entry if isinstance(entry, str) else entry.name
+            if name in taken:
+                here.fail(f"{name!r} is listed twice")
+            taken.add(name)
+            out.append(entry)
+        return out
+
+    def schema(self):
+        entry = RequestRuleEntry.schema()
+        entry["anyOf"] = [{"required": [a]} for a in REQUEST_ACTIONS]
+        return {"type": "array", "items": {"anyOf": [{"enum": sorted(REQUEST_BUILTIN)}, entry]}}
+
+
+def _request_spec(raw, at: At, i: int) -> RequestSpec:
+    entry = RequestRuleEntry.from_yaml(raw, at)
+    name = entry.name or f"request.{i}"
+    actions = []
+    for action in REQUEST_ACTIONS:
+        got = getattr(entry, action) or []
+        pairs = got if isinstance(RequestRuleEntry.fields[action], PathMap) else [(p, None) for p in got]
+        actions += [(action, path, arg) for path, arg in pairs]
+    if not actions:
+        at.fail(f"has no action; add one of {', '.join(REQUEST_ACTIONS)}")
+    m = entry.match or RequestMatch()
+    where = [(path, op, v) for path, (op, v) in m.where or []]
+    try:
+        item_prefix(where)
+    except ValueError as exc:
+        at.child(raw, "match").fail(str(exc))
+    return RequestSpec(name=name, endpoint=m.endpoint, model=m.model, where=where, actions=actions)
+
+
+# -- output dialects, status events, assembled answers ------------------------------------
+
+class Payload(Field):
+    what, json = "a mapping (a JSON object)", {"type": "object"}
+
+    def check(self, value, at):
+        return dict(value) if isinstance(value, dict) and value else self.wrong(value, at)
+
+
+class Status(Section):
+    start = Payload({"event": "analyzing"}, "sent when the answer begins, before the model's first "
+                    "token (null: none)", nullable=True)
+    end = Payload({"event": "completed"}, "sent when it ends; in NDJSON the completed line is this "
+                  "plus finish_reason and usage", nullable=True)
+    sse = Choice(("comment", "data"), None, "status events in the SSE dialects too (null: none): "
+                 "comment (': status analyzing', ignored by every client) or data (a data: event)",
+                 nullable=True)
+
+
+class Answers(Section):
+    jsonl = String(None, "append each assembled answer to this file, one JSON object per line "
+                   "(null: off)", nullable=True, what="a file path")
+    jsonl_max_bytes = Int(64 << 20, "rotate the file past this size (PATH.1, PATH.2, ...)", low=1024,
+                          what="a number of bytes")
+    jsonl_keep = Int(5, "rotated files kept", low=0, what="a number of files")
+    post = Url(None, "POST each assembled answer as JSON to this URL (null: off)", nullable=True)
+    post_timeout = Seconds(5.0, "per POST attempt", nullable=False)
+    post_retries = Int(3, "attempts after the first, with backoff 0.5 s, 1 s, 2 s, ...", low=0,
+                       what="a number of retries")
+    queue_size = Int(1000, "answers queued per sink; past it they are dropped (counted)", low=1,
+                     what="a number of answers")
+    max_answer_bytes = Int(1 << 20, "text, reasoning and arguments kept per answer; past it the "
+                           "record says truncated", low=1024, what="a number of bytes")
+    include_request = Bool(False, "add the conversation (messages / input) to each record")
+
+
 # -- the config file ----------------------------------------------------------------------
 
 STORE_BACKENDS = ("memory", "sqlite", "redis")
@@ -267,6 +414,18 @@ class RouteKeys(Section):
                                 "previous_response_id and GET/DELETE /v1/responses/{id} work on "
                                 "backends that keep none (README \"Conversation state\"); off "
                                 "(null) by default: it stores conversations", nullable=True)
+    output = Choice(OUTPUTS, "sse", "what the client reads: sse (the endpoint's own stream), ndjson "
+                    "(JSON lines for app frontends) or ui-message-stream (the AI SDK's useChat "
+                    "protocol); a client may ask with X-SSE-Fixup-Output (README \"App frontends\")")
+    status = Nested(Status, "status events: at the start and end of each answer (NDJSON always; the "
+                    "SSE dialects with status.sse)")
+    ndjson_reasoning = Bool(False, "ndjson: send reasoning deltas as {\"event\": \"reasoning\"} lines")
+    ui_path = String("/api/chat", "POST here takes useChat's request (UI messages) and answers in the "
+                     "UI message stream", what="a path")
+    ui_endpoint = Choice(ENDPOINTS, "chat", "the backend endpoint a useChat request becomes: chat "
+                         "(/v1/chat/completions) or responses (/v1/responses)")
+    request_rules = RequestRules("rules on the request body before it goes upstream: built-in names "
+                                 "(sse-fixup rules) and YAML rules (README \"Request rules\")")
 
     def rule_names(self) -> list[str]:
         """The built-in rules in effect, in order: what the route's options add, then the presets'."""
@@ -385,6 +544,8 @@ class Config(RouteKeys):
     access_log = Choice(("plain", "json", "off"), "plain", "one line per request on stderr")
     validate = Nested(Validate, "live conformance: the strict validator on a sample of streams")
     capture = Nested(Capture, "keep bad streams as replayable captures (README \"Captures\")")
+    answers = Nested(Answers, "assembled answers to a JSONL file and/or a URL, off the hot path "
+                     "(README \"Assembled answers\")")
 
     def __init__(self, source: str | None = None, **values):
         super().__init__(**values)

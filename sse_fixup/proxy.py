@@ -21,7 +21,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from . import access
+from . import access, dialects
+from .answers import Answers
 from .config import Config
 from .convert import TranslationError
 from .headers import forward_headers, response_headers
@@ -29,7 +30,7 @@ from .metrics import Metrics
 from .routes import Router, endpoint_of
 from .capture import Capturer, Recording
 from .store import Stores, StoreError
-from .rules.base import MINTING, Fault, RequestInfo
+from .rules.base import MINTING, Fault, RequestInfo, token
 from .stream import Pump, Watch
 from .tally import Tally
 
@@ -50,6 +51,11 @@ CAPTURE = web.AppKey("capture", Capturer)
 STORES = web.AppKey("stores", Stores)
 TAPS = web.RequestKey("taps", list)
 RECORDING = web.RequestKey("recording", Recording)
+ANSWERS = web.AppKey("answers", Answers)
+OUTPUT = web.RequestKey("output", str)          # the dialect the client reads (dialects.OUTPUTS)
+ASSEMBLY = web.RequestKey("assembly", object)   # the answer being assembled for the sinks
+ROUTE_LABEL = web.RequestKey("route_label", str)
+BODY = web.RequestKey("body", dict)             # the request body, for the assembled answer
 OPEN_PATHS = ("/healthz", "/readyz")  # probes: no API key, not counted as requests
 
 
@@ -64,7 +70,10 @@ class ProxyError(Exception):
         self.headers = headers
         self.param = param
 
-    def response(self) -> web.Response:
+    def response(self, output: str = "sse") -> web.Response:
+        if output in dialects.DIALECTS:          # the frontend reads its own dialect's error
+            body, headers = dialects.error_response_body(output, self.code, self.message)
+            return web.Response(status=self.status, body=body, headers={**(self.headers or {}), **headers})
         body = orjson.dumps({"error": {"message": self.message, "type": self.etype,
                                        "code": self.code, "param": self.param}})
         return web.Response(status=self.status, body=body, content_type="application/json",
@@ -85,10 +94,12 @@ async def answer_errors(request: web.Request, handler):
     except ProxyError as exc:
         request[KIND] = exc.kind
         status = exc.status
-        resp = exc.response()
+        resp = exc.response(_output_of(request, endpoint))
         return resp
     finally:
         kind = request.get(KIND, "rejected")
+        if endpoint is None and request.get(TALLY) is not None:
+            endpoint = request[TALLY].endpoint          # /api/chat: the chat request it became
         if kind != "metrics" and request.path not in OPEN_PATHS:
             request.app[METRICS].requests.labels(endpoint or "other", kind, str(status)).inc()
         mode = request.app[CONFIG].access_log
@@ -97,6 +108,18 @@ async def answer_errors(request: web.Request, handler):
                 len(resp.body) if isinstance(getattr(resp, "body", None), bytes) else None
             access.write(mode, access.record(request.method, request.rel_url.raw_path, status,
                                              request.get(TALLY), sent))
+
+
+def _output_of(request: web.Request, endpoint: str | None) -> str:
+    """The dialect an error goes out in; for a request refused before its route was known
+    (a wrong key, a body too large) the route its path alone would take says."""
+    output = request.get(OUTPUT)
+    if output is not None or request.method != "POST":
+        return output or "sse"
+    router = request.app[ROUTER]
+    if endpoint is None and request.path in router.ui_paths:
+        return "ui-message-stream" if router.route(request.path).keys.ui_path == request.path else "sse"
+    return dialects.requested(request.headers, router.route(request.path).output) if endpoint else "sse"
 
 
 @web.middleware
@@ -174,16 +197,28 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     try:
         path = request.rel_url.raw_path
         endpoint = endpoint_of(path) if request.method == "POST" else None
-        data, body = await _read_body(request, endpoint)
-        info = RequestInfo(endpoint, path, body) if endpoint is not None else None
         router = app[ROUTER]
+        ui = request.method == "POST" and endpoint is None and path in router.ui_paths
+        if ui:
+            request[OUTPUT] = "ui-message-stream"
+        data, body = await _read_body(request, "chat" if ui else endpoint)
+        if ui:
+            data, body, path, endpoint = _from_usechat(request, router, path, data, body)
+        info = RequestInfo(endpoint, path, body) if endpoint is not None else None
         if request.method == "GET" and path.rstrip("/").endswith("/models") and len(router.upstreams) > 1:
             request[KIND] = "models"
             return await _models(request, router)
-        route = router.route(path, info.model if info else None)
+        route = router.route(request.rel_url.raw_path if ui else path, info.model if info else None)
         tally = None
+        if info is not None and not ui:
+            request[OUTPUT] = dialects.requested(request.headers, route.output)
+        if info is not None and request[OUTPUT] != "sse" and body is not None:
+            body, data = _dialect_request(body, data, endpoint)
+            info = RequestInfo(endpoint, path, body)
+        if info is not None and request[OUTPUT] != "sse":
+            info.stream = True               # a dialect is a stream, whatever the body said
         if info is not None:
-            tally = request[TALLY] = Tally(endpoint, info.model, info.stream)
+            tally = request[TALLY] = Tally(endpoint, info.model, info.stream, request[OUTPUT])
             rec = app[CAPTURE].start(request.method, path, request.rel_url.raw_query_string,
                                      request.headers, data, endpoint, info.model)
             if rec is not None:
@@ -191,6 +226,11 @@ async def proxy(request: web.Request) -> web.StreamResponse:
                 MINTING.set(rec.minting)      # this task's minted ids and clock, for the replay
         if info is not None:
             request[TAPS] = _live_check(app, route, endpoint)
+            if app[ANSWERS]:
+                request[TAPS].append(_assembly_tap(request, app[ANSWERS]))
+                request[ROUTE_LABEL] = route.label
+                if body is not None:
+                    request[BODY] = body
         if endpoint == "responses" and body is not None:
             store = app[STORES].for_route(route)
             if store is not None:
@@ -220,6 +260,9 @@ async def proxy(request: web.Request) -> web.StreamResponse:
                 tally.sent_at, tally.first_byte_at = sent_at, time.monotonic()
             ctype = upstream.headers.get("Content-Type", "").split(";")[0].strip().lower()
             ok = 200 <= upstream.status < 300 and not upstream.headers.get("Content-Encoding")
+            if endpoint is not None and not 200 <= upstream.status < 300 and request[OUTPUT] != "sse":
+                request[KIND] = "dialect_error"
+                return await _dialect_upstream_error(request, upstream)
             if endpoint is not None and not 200 <= upstream.status < 300 and upstream_path != path:
                 request[KIND] = "translated_error"
                 return await _translated_error(request, upstream, route, endpoint)
@@ -247,6 +290,9 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             if tally.ended_at is None:
                 tally.end()
             app[METRICS].answer_done(tally)
+            assembly = request.get(ASSEMBLY)
+            if assembly is not None:
+                _submit_answer(request, app[ANSWERS], assembly, tally)
             rec = request.get(RECORDING)
             if rec is not None and tally.ctx is not None:
                 rec.finish(tally.ctx, tally.ctx.status)
@@ -256,7 +302,88 @@ def _open(request: web.Request, route, info: RequestInfo, upstream: str, client:
     rec = request.get(RECORDING)
     if rec is not None:
         rec.shape = (upstream, client)
-    return route.open(info, upstream, client, request.get(TAPS) or ())
+    return route.open(info, upstream, client, request.get(TAPS) or (), request.get(OUTPUT, "sse"))
+
+
+def _from_usechat(request: web.Request, router, path: str, data, body):
+    """``useChat``'s request on the route's ``ui_path``: the chat completions request it
+    stands for (data, body, path, endpoint).  A route whose ui_path is another one takes
+    the request as it is (forwarded, no dialect)."""
+    from .dialects.usechat import UIRequestError, chat_request, responses_request
+
+    model = body.get("model") if isinstance(body, dict) else None
+    route = router.route(path, model if isinstance(model, str) else None)
+    if route.keys.ui_path != path:
+        request[OUTPUT] = "sse"
+        return data, body, path, None
+    responses = route.keys.ui_endpoint == "responses"
+    try:
+        req = (responses_request if responses else chat_request)(body, route.keys.model)
+    except UIRequestError as exc:
+        raise ProxyError(400, f"sse-fixup: {path}: {exc.message}", "invalid_request_error",
+                         "invalid_ui_request", param=exc.param) from None
+    if responses:
+        return orjson.dumps(req), req, "/v1/responses", "responses"
+    return orjson.dumps(req), req, "/v1/chat/completions", "chat"
+
+
+def _dialect_request(body: dict, data: bytes, endpoint: str):
+    """A dialect's request upstream: streaming, and (chat) with the usage, which the
+    completed line and the finish report."""
+    want = {"stream": True}
+    if endpoint == "chat" and "stream_options" not in body:
+        want["stream_options"] = {"include_usage": True}
+    if all(body.get(k) == v for k, v in want.items()):
+        return body, data
+    body = {**body, **want}
+    return body, orjson.dumps(body)
+
+
+def _assembly_tap(request: web.Request, answers: Answers):
+    """The assembly tap, remembered on the request so its record can be sent at the end."""
+    make = answers.tap()
+
+    def tap(ctx, shape):
+        request[ASSEMBLY] = stage = make(ctx, shape)
+        return stage
+    return tap
+
+
+def _submit_answer(request: web.Request, answers: Answers, assembly, tally) -> None:
+    try:
+        answers.submit(assembly.record(
+            tally=tally, route=request.get(ROUTE_LABEL, "default"),
+            request_id=request.headers.get("X-Request-Id") or f"req_{token()}",
+            body=request.get(BODY), include_request=answers.cfg.include_request,
+            status=assembly.ctx.status))
+    except Exception as exc:                   # the answer is out; a sink problem stays a sink problem
+        answers.dropped("all", "unserialisable", exc)
+
+
+async def _dialect_upstream_error(request: web.Request, upstream) -> web.Response:
+    """The backend's 4xx/5xx for a frontend reading a dialect: its status, its message in
+    the dialect's error form (a frontend must never wait on an answer that will not come)."""
+    try:
+        async with asyncio.timeout(request.app[CONFIG].timeouts.idle):
+            data = await upstream.read()
+    except TimeoutError:
+        data = b""
+    message = data[:2000].decode("utf-8", "replace").strip() or f"the upstream answered {upstream.status}"
+    code = f"http_{upstream.status}"
+    try:
+        err = orjson.loads(data).get("error")
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            code = str(err.get("code") or err.get("type") or code)
+        elif isinstance(err, str):
+            message = err
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    tally = request.get(TALLY)
+    if tally is not None:
+        tally.finish = f"http_{upstream.status}"
+    body, headers = dialects.error_response_body(request[OUTPUT], code, message)
+    return web.Response(status=upstream.status, body=body, headers=headers)
 
 
 def _live_check(app: web.Application, route, endpoint: str) -> list:
@@ -431,7 +558,7 @@ async def _body(request: web.Request, upstream, transform, info: RequestInfo,
     except TimeoutError:
         raise ProxyError(504, "sse-fixup: the upstream sent its headers but not its body within "
                          "timeouts.idle", "upstream_error", "upstream_idle_timeout") from None
-    out = transform.feed(data) + transform.close()
+    out = transform.head() + transform.feed(data) + transform.close()
     request.app[METRICS].rules_done(transform.ctx)
     rec = request.get(RECORDING)
     if rec is not None:
@@ -443,6 +570,7 @@ async def _body(request: web.Request, upstream, transform, info: RequestInfo,
     headers = response_headers(upstream.headers, streaming=content_type == "text/event-stream")
     if content_type:
         headers["Content-Type"] = content_type
+    headers.update(getattr(transform.stages[-1], "http_headers", None) or {})
     return web.Response(status=upstream.status, reason=upstream.reason, body=out, headers=headers)
 
 
@@ -579,8 +707,10 @@ def create_app(cfg: Config, metrics: Metrics | None = None, router: Router | Non
     app[READY] = {}
     app[CAPTURE] = Capturer(cfg, app[METRICS])
     app[STORES] = Stores(cfg, app[METRICS])
+    app[ANSWERS] = Answers(cfg, app[METRICS])
     app.cleanup_ctx.append(_sessions)
     app.cleanup_ctx.append(app[STORES].lifecycle)
+    app.cleanup_ctx.append(app[ANSWERS].lifecycle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if cfg.metrics:

@@ -29,6 +29,7 @@ from .rules import BUILTIN
 from .rules.base import RequestInfo, StreamContext
 from .rules.chat import HideUsage
 from .rules.declarative import DeclarativeRule
+from .rules.request import RequestRules
 from .sse import Decoder
 from .transform import BodyReader, JSONWriter, SSEWriter, Transform
 
@@ -90,6 +91,9 @@ class Route:
             except TranslationError as exc:
                 self.translations[endpoint] = None
                 self.refused[endpoint] = exc
+        self.request_rules = RequestRules(getattr(keys, "request_rules", ()))
+        self.output = getattr(keys, "output", "sse")
+        self.status = getattr(keys, "status", None)
         builtins = [BUILTIN[name] for name in keys.rule_names()]
         self.chains: dict[tuple[str, str], Chain | BodyChain] = {}
         for endpoint in ENDPOINTS:
@@ -139,6 +143,9 @@ class Route:
                                        f"{tr.upstream_api})", "invalid_json")
             return data
         k = self.keys
+        original = body
+        if self.request_rules:
+            body, _ = self.request_rules.apply(body, endpoint)
         out = tr.request(body) if tr is not None else dict(body)
         if k.model:
             out["model"] = k.model
@@ -150,7 +157,7 @@ class Route:
         if k.include_usage and endpoint == "chat" and out.get("stream") and tr is None:
             opts = out.get("stream_options")
             out["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
-        return data if out == body and tr is None else orjson.dumps(out)
+        return data if out == original and tr is None else orjson.dumps(out)
 
     def upstream_path(self, path: str, endpoint: str | None) -> str:
         """The path the backend is asked on (a translation may change it)."""
@@ -162,12 +169,27 @@ class Route:
         tr = self.translations.get(endpoint) if endpoint else None
         return tr.headers if tr is not None else None
 
-    def open(self, info: RequestInfo, upstream: str, client: str | None = None, taps=()) -> Transform:
+    def open(self, info: RequestInfo, upstream: str, client: str | None = None, taps=(),
+             output: str = "sse") -> Transform:
         """The transform for one answer: ``upstream`` is what came back, ``stream`` (SSE) or
         ``body`` (JSON), and ``client`` what the client gets (the same when not given).
         ``taps``: makers ``tap(ctx, client_shape) -> stage`` of stages that look at what the
-        client gets (live validation, the response store), placed just before the writer."""
+        client gets (live validation, the response store), placed just before the writer.
+        ``output``: a dialect (``ndjson``, ``ui-message-stream``) instead of the endpoint's
+        SSE: the endpoint's stream is made as for a streaming client, then that writer."""
+        if output != "sse":
+            client = "stream"
         t = self._open(info, upstream, client or upstream)
+        if output != "sse":
+            from .dialects import writer
+            t.stages[-1] = writer(output, t.ctx, info.endpoint, self.status,
+                                  reasoning=getattr(self.keys, "ndjson_reasoning", False))
+            t.verbatim = False
+            t.tapped()                      # every event must reach the dialect's writer
+        elif (client or upstream) == "stream" and self.status is not None and self.status.sse:
+            from .dialects.status import StatusSSEWriter
+            s = self.status
+            t.stages[-1] = StatusSSEWriter(info.endpoint == "responses", s.sse, s.start, s.end)
         if taps:
             t.stages[-1:-1] = [tap(t.ctx, client or upstream) for tap in taps]
             t.tapped()
@@ -207,10 +229,12 @@ class Router:
         for i, route in enumerate(self.routes):
             route.label = str(i + 1) if i < len(self.routes) - 1 else "default"
         self.upstreams = list(dict.fromkeys(r.upstream for r in self.routes))   # distinct, in order
+        # POSTs to these paths may be useChat's (each route's ui_path; the route decides)
+        self.ui_paths = frozenset(getattr(r.keys, "ui_path", None) for r in self.routes) - {None}
 
     def replace(self, other: Router) -> None:
         """Take ``other``'s routes (a reload); in one step, so a request sees one or the other."""
-        self.routes, self.upstreams = other.routes, other.upstreams
+        self.routes, self.upstreams, self.ui_paths = other.routes, other.upstreams, other.ui_paths
 
     def route(self, path: str, model: str | None = None) -> Route:
         for route in self.routes:

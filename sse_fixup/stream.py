@@ -68,7 +68,9 @@ class Pump:
 
     def keepalive(self) -> None:
         if self.resp is not None and (self._keepalive_task is None or self._keepalive_task.done()):
-            self._keepalive_task = asyncio.ensure_future(self._write_quietly(KEEPALIVE))
+            # a dialect has its own (an NDJSON reader cannot skip an SSE comment)
+            beat = getattr(self.transform.stages[-1], "keepalive", KEEPALIVE)
+            self._keepalive_task = asyncio.ensure_future(self._write_quietly(beat))
 
     async def _write_quietly(self, data: bytes) -> None:
         try:
@@ -78,10 +80,19 @@ class Pump:
 
     async def run(self) -> web.StreamResponse:
         upstream = self.upstream
-        resp = self.resp = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                              headers=response_headers(upstream.headers, streaming=True))
-        await resp.prepare(self.request)
         transform = self.transform
+        headers = response_headers(upstream.headers, streaming=True)
+        dialect = getattr(transform.stages[-1], "http_headers", None)
+        if dialect:                      # a dialect writer's Content-Type and protocol headers
+            headers.update(dialect)
+        resp = self.resp = web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                              headers=headers)
+        await resp.prepare(self.request)
+        head = transform.head()          # a dialect's start, a status: before the first token
+        if head:
+            if self.tally is not None:
+                self.tally.wrote(head)
+            await resp.write(head)
         feed = transform.feed
         endpoint = self.info.endpoint
         log_bodies = self.cfg.log_bodies

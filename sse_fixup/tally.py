@@ -21,6 +21,10 @@ _CHAT_TOKEN = re.compile(rb'"(?:content|reasoning_content|reasoning)": ?"[^"]|"t
 # Responses: any delta event of the answer (text, reasoning, summary, arguments, refusal)
 _RESP_TOKEN = re.compile(rb'"type": ?"response\.[a-z_.]*delta"')
 _FINISH = re.compile(rb'"finish_reason": ?"([a-z_]+)"')
+# the app-frontend dialects (sse_fixup/dialects): NDJSON lines, the AI SDK UI message stream
+_NDJSON_TOKEN = re.compile(rb'"event": ?"(?:answering|reasoning|tool_call)"')
+_UI_TOKEN = re.compile(rb'"type": ?"(?:text-delta|reasoning-delta|tool-input-start)"')
+_UI_FINISH = re.compile(rb'"finishReason": ?"([a-z-]+)"')
 _STATUS = re.compile(rb'"type": ?"response\.(completed|incomplete|failed)"')
 USAGE_NEEDLES = (b'"usage":{', b'"usage": {')
 TAIL = 4          # writes kept (by reference) for the end: terminal event, usage, [DONE]
@@ -29,10 +33,13 @@ TAIL = 4          # writes kept (by reference) for the end: terminal event, usag
 class Tally:
     __slots__ = ("endpoint", "model", "stream", "started", "sent_at", "first_byte_at",
                  "first_token_at", "ended_at", "bytes_out", "usage", "finish", "fault", "ctx",
-                 "route", "tail")
+                 "route", "tail", "output", "_token")
 
-    def __init__(self, endpoint: str | None, model: str | None, stream: bool):
+    def __init__(self, endpoint: str | None, model: str | None, stream: bool, output: str = "sse"):
         self.endpoint = endpoint
+        self.output = output                     # the dialect the client reads
+        self._token = {"ndjson": _NDJSON_TOKEN, "ui-message-stream": _UI_TOKEN}.get(
+            output, _CHAT_TOKEN if endpoint == "chat" else _RESP_TOKEN)
         self.model = model
         self.stream = stream
         self.started = time.monotonic()          # the request arrived
@@ -59,7 +66,7 @@ class Tally:
         tail.append(out)
         if len(tail) > TAIL:
             del tail[0]
-        if self.first_token_at is None and (_CHAT_TOKEN if self.endpoint == "chat" else _RESP_TOKEN).search(out):
+        if self.first_token_at is None and self._token.search(out):
             self.first_token_at = time.monotonic()
 
     def _scan_tail(self) -> None:
@@ -73,11 +80,17 @@ class Tally:
                 if usage:
                     self.usage = usage
                 break
-        if self.endpoint == "chat":
+        if self.output == "ui-message-stream":
+            found = _UI_FINISH.findall(buf)
+            if found:
+                self.finish = found[-1].decode()
+            elif b'"type":"error"' in buf:
+                self.finish = "error"
+        elif self.endpoint == "chat" or self.output == "ndjson":
             found = _FINISH.findall(buf)
             if found:
                 self.finish = found[-1].decode()
-            elif b'"error":' in buf:
+            elif b'"error":' in buf or b'"event":"error"' in buf:
                 self.finish = "error"
         else:
             found = _STATUS.findall(buf)

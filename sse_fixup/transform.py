@@ -93,7 +93,7 @@ class Transform:
     """One response: ``feed`` each upstream read, ``close`` at the end.  ``stages`` end
     with the writer."""
 
-    __slots__ = ("reader", "stages", "ctx", "fault", "closed", "_skim")
+    __slots__ = ("reader", "stages", "ctx", "fault", "closed", "_skim", "verbatim")
 
     def __init__(self, reader, stages: list, ctx: StreamContext):
         self.reader = reader
@@ -101,9 +101,15 @@ class Transform:
         self.ctx = ctx
         self.fault: Fault | None = None     # set when the input itself ends the stream
         self.closed = False
+        self.verbatim = True                # the writer writes unchanged events as they came
         # SSE in, the rule chain alone, SSE out: a read may be vouched for undecoded
         self._skim = stages[0].skim if len(stages) == 2 and isinstance(stages[1], SSEWriter) \
             and hasattr(stages[0], "skim") else None
+
+    def head(self) -> bytes:
+        """What the writer sends before any upstream byte (a dialect's start, a status)."""
+        head = getattr(self.stages[-1], "head", None)
+        return head() if head is not None else b""
 
     def tapped(self) -> None:
         """Stages were added after construction (taps): every event must reach them."""
@@ -145,7 +151,7 @@ class Transform:
             out = stage.push(out)
             if not out:
                 return b""
-        if out is events and reader.tiled:
+        if out is events and reader.tiled and self.verbatim:
             return chunk                    # no event changed: the bytes as they came
         return self.stages[-1].push(out)
 

@@ -70,7 +70,7 @@ def test_unknown_key_with_line_and_suggestion():
     assert err("timeouts: {zzz: 1}\n") == ("cfg.yaml:1: timeouts.zzz: unknown key; known keys: "
                                             "connect, first_byte, idle, keepalive, shutdown_grace")
     assert err("workers: 1\nworkers: 2\n") == "cfg.yaml:2: duplicate key 'workers'"
-    assert err("listen: {host: h}\n7: x\n").startswith("cfg.yaml:2: 7: unknown key; known keys: access_log, auth, capture,")
+    assert err("listen: {host: h}\n7: x\n").startswith("cfg.yaml:2: 7: unknown key; known keys: access_log, answers, auth, capture,")
     assert err("rules:\n  - {match: {endpoint: chat, where: {0: exists}}, now: a}\n") == \
         "cfg.yaml:2: rules[0].match.where.0: a field path must be a non-empty string"
 

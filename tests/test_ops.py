@@ -473,3 +473,15 @@ async def test_metrics_of_a_real_tool_call_stream(llama, aiohttp_client):
     assert value(m, "sse_fixup_ttft_seconds_count", endpoint="chat", model="tiny") == 1
     assert value(m, "sse_fixup_output_tokens_per_second_count", endpoint="chat", model="tiny") == 1
     assert 0 < value(m, "sse_fixup_ttft_seconds_sum") <= value(m, "sse_fixup_stream_duration_seconds_sum")
+
+
+@pytest.mark.parametrize("output,finish", [("ndjson", "tool_calls"), ("ui-message-stream", "tool-calls")])
+async def test_dialect_streams_have_their_first_token_and_finish(aiohttp_server, aiohttp_client, output, finish):
+    client = await proxy_for(aiohttp_server, aiohttp_client, FakeLlama().app)
+    r = await client.post("/v1/chat/completions", headers={"X-SSE-Fixup-Output": output}, json={
+        "model": "tiny", "x_capture": "f_chat_stream_tool_required_include_usage", "stream": True,
+        "messages": [{"role": "user", "content": "hi"}]})
+    await r.read()
+    m = await page(client)
+    assert value(m, "sse_fixup_ttft_seconds_count", endpoint="chat", model="tiny") == 1
+    assert value(m, "sse_fixup_finish_total", endpoint="chat", reason=finish) == 1
