@@ -408,6 +408,9 @@ class RouteKeys(Section):
                              "(the Messages API requires it)", low=1, what="a number of tokens")
     drop_unsupported_tools = Bool(False, "upstream_api chat: drop hosted tools (web_search, "
                                   "file_search, ...) a chat backend cannot run, instead of a 400")
+    response_model = String("requested", "the model name in every Responses event and body: "
+                            "requested (the client's), upstream (the backend's own, e.g. a GGUF "
+                            "path), or a fixed name", what="requested, upstream or a model name")
     realtime = Choice(("forward", "emulate", "off"), "forward", "GET /v1/realtime (WebSocket): forward "
                       "to the backend's, emulate a text session over its chat completions, or off")
     responses_store = StoreSpec(None, "keep /v1/responses requests and answers, so that "

@@ -46,6 +46,19 @@ def endpoint_of(path: str) -> str | None:
     return None
 
 
+def _model_rules(builtins: list, response_model: str) -> list:
+    """``response_model``: the model name every Responses event and body says - the
+    requested one (the presets' rules), the backend's own (those rules left out), or a
+    fixed name (the same rules, pinned to it)."""
+    if response_model == "requested":
+        return builtins
+    from .rules import spec
+    pinned = dict(zip((r.name for r in spec.STREAM_RULES + spec.BODY_RULES),
+                      spec.pinned(response_model))) if response_model != "upstream" else {}
+    return [pinned.get(r.name, r) for r in builtins
+            if response_model != "upstream" or r not in (*spec.STREAM_RULES, *spec.BODY_RULES)]
+
+
 class BodyStage:
     """The body chain as a stage: each event is a whole JSON body."""
 
@@ -95,6 +108,7 @@ class Route:
         self.output = getattr(keys, "output", "sse")
         self.status = getattr(keys, "status", None)
         builtins = [BUILTIN[name] for name in keys.rule_names()]
+        builtins = _model_rules(builtins, keys.response_model)
         self.chains: dict[tuple[str, str], Chain | BodyChain] = {}
         for endpoint in ENDPOINTS:
             for mode in ("stream", "body"):

@@ -134,3 +134,29 @@ async def test_a_stream_with_conversions_still_streams(aiohttp_server, aiohttp_c
     async with client.post("/v1/chat/completions", json=CHAT) as resp:
         first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 2)
         assert parse_sse(first)[0]["choices"][0]["delta"]["content"] == "t0"
+
+
+@pytest.mark.parametrize("response_model", ["requested", "upstream", "qwen-fixed"])
+def test_response_model_says_which_name_every_event_and_body_carries(response_model):
+    from sse_fixup.config import Config
+
+    from .captures import load
+    from .helpers import parse, transform
+    cap = load("d_resp_stream_tool_required")
+    upstream_names = {e["response"]["model"] for e in parse(cap.body) if isinstance(e, dict) and "response" in e
+                      and "model" in e["response"]}
+    out = transform(cap.chunks, "responses", {"model": "tiny", "stream": True},
+                    cfg=Config(response_model=response_model))
+    names = {e["response"]["model"] for e in parse(out) if isinstance(e, dict) and "response" in e}
+    if response_model == "requested":
+        assert names == {"tiny"}
+    elif response_model == "upstream":
+        assert names - {"tiny"} == upstream_names - {"tiny"} and len(upstream_names - {"tiny"}) == 1
+    else:
+        assert names == {"qwen-fixed"}
+    body = load("e_d_resp_tool_required")
+    got = transform([body.body], "responses", {"model": "tiny"}, cfg=Config(response_model=response_model),
+                    mode="body")
+    import json
+    model = json.loads(got)["model"]
+    assert model == {"requested": "tiny", "qwen-fixed": "qwen-fixed"}.get(response_model, json.loads(body.body)["model"])
