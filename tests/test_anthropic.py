@@ -540,8 +540,17 @@ def llama():
 
 @pytest.fixture
 async def proxy_url(llama, aiohttp_server):
+    # the AI SDK sends no max_tokens: this bounds each text answer (the harness waits 60 s)
     proxy = await aiohttp_server(create_app(Config(upstream=llama, upstream_api="anthropic",
-                                                   default_max_tokens=80)))   # the AI SDK sends none: this is what bounds each answer
+                                                   default_max_tokens=80)))
+    return str(proxy.make_url("/v1"))
+
+
+@pytest.fixture
+async def tool_proxy_url(llama, aiohttp_server):
+    # a tool call's JSON may run past 80 tokens before its string closes: the server's -n
+    proxy = await aiohttp_server(create_app(Config(upstream=llama, upstream_api="anthropic",
+                                                   default_max_tokens=256)))
     return str(proxy.make_url("/v1"))
 
 
@@ -549,8 +558,8 @@ async def proxy_url(llama, aiohttp_server):
 @pytest.mark.parametrize("call", ["stream", "generate"])
 @pytest.mark.parametrize("provider", ["chat", "compatible"])
 @pytest.mark.parametrize("sdk", ["current", "legacy"])
-async def test_llama_messages_aisdk_tool_call(proxy_url, sdk, provider, call):
-    r = await run_sdk(proxy_url, sdk=sdk, provider=provider, call=call, tools=True)
+async def test_llama_messages_aisdk_tool_call(tool_proxy_url, sdk, provider, call):
+    r = await run_sdk(tool_proxy_url, sdk=sdk, provider=provider, call=call, tools=True)
     assert r["errors"] == [], r
     assert r["finishReason"] == "tool-calls", r
     assert r["toolCalls"], r
