@@ -21,7 +21,8 @@ than dropping a client's intent in silence:
     text.format                response_format (json_schema, json_object)
     stream                     stream, with stream_options.include_usage (the usage of
                                response.completed comes from the chat stream's usage chunk)
-    previous_response_id       400: the proxy keeps no conversation state (``stateful_check``)
+    previous_response_id       expanded by the response store (responses_store) before
+                               this runs; without a store, 400 (``stateful_check``)
 
 Fields of the Responses API only (store, include, truncation, prompt_cache_key, metadata,
 client_metadata...) are left out; any other field (a backend's own: top_k, cache_prompt)
@@ -52,10 +53,12 @@ HOSTED_HINT = ("a chat-completions backend can run only function tools; set "
 
 
 def stateful_check(body: dict) -> None:
-    """``previous_response_id``/``conversation`` name state kept by the server.  The proxy keeps
-    none yet: refuse, never ignore (the client would get answers that forgot the
-    conversation).  The response store (``responses_store:``) will replace this function
-    with one that expands the id into its input items."""
+    """``previous_response_id``/``conversation`` name state kept by the server; a chat
+    backend keeps none.  Refuse, never ignore (the client would get answers that forgot the
+    conversation).  On a route with ``responses_store`` the proxy has already expanded
+    ``previous_response_id`` into input items (``sse_fixup/store``, before the translation),
+    so it arrives here only from a route without a store; ``conversation`` (OpenAI's
+    Conversations API) is not emulated."""
     for key in ("previous_response_id", "conversation"):
         if body.get(key) is not None:
             raise TranslationError(key, f"sse-fixup keeps no conversation state for this route: "
