@@ -16,7 +16,7 @@ from .presets import DEFAULT_PRESETS, PRESETS
 from .rules import BUILTIN
 from .rules import paths as fpaths
 from .rules.declarative import CONDITIONS, Spec
-from .rules.request import BUILTIN as REQUEST_BUILTIN, REQUEST_CONDITIONS, RequestSpec, item_prefix
+from .rules.request import BUILTIN as REQUEST_BUILTIN, RequestSpec, item_prefix
 from .schema import (At, Bool, Choice, ConfigError, Field, Int, ListOf, Nested, Secret, Seconds,
                      Section, String, did_you_mean)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 
 import openai
@@ -524,19 +523,6 @@ async def test_aisdk_tool_result_round_trip_becomes_tool_use_and_tool_result(aio
 
 # -- the real llama-server's /v1/messages (b11434) -----------------------------------------
 
-@pytest.fixture(scope="module")
-def llama():
-    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
-        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
-    from .llama_server.build import BuildError
-    from .llama_server.server import start
-    try:
-        server, _ = start()
-    except (BuildError, RuntimeError) as exc:
-        pytest.fail(f"could not build or start the real llama-server: {exc}")
-    yield server.url
-    server.stop()
-
 
 @pytest.fixture
 async def proxy_url(llama, aiohttp_server):
@@ -624,21 +610,6 @@ async def test_llama_messages_openai_python(proxy_url):
             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}])
     assert info.value.status_code == 500 and "image input is not supported" in info.value.message
     print(f"\n[llama /v1/messages] tool args {call.function.arguments!r}", file=sys.stderr)
-
-
-@pytest.fixture(scope="module")
-def llama_reasoning():
-    """llama-server with DeepSeek-R1's chat template: its /v1/messages streams thinking blocks."""
-    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
-        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
-    from .llama_server.build import BuildError
-    from .llama_server.server import reasoning_args, start
-    try:
-        server, _ = start(reasoning_args())
-    except (BuildError, RuntimeError) as exc:
-        pytest.fail(f"could not build or start the real llama-server: {exc}")
-    yield server.url
-    server.stop()
 
 
 @pytest.mark.llama

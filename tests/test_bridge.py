@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -478,24 +477,6 @@ async def test_first_event_leaves_before_the_upstream_finished(aiohttp_server, a
 
 
 # -- real clients, real llama-server ---------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def llama16k():
-    """A llama-server of our own with room for Codex's first request (~6k tokens): the tiny
-    model says its training context is 4096, past which llama-server caps every slot, so the
-    metadata is overridden; one slot gets the whole context (-np 1)."""
-    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
-        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
-    from .llama_server.build import BuildError
-    from .llama_server.server import start
-    try:
-        server, times = start(extra=("-c", "16384", "-np", "1",
-                                     "--override-kv", "llama.context_length=int:16384"))
-    except (BuildError, RuntimeError) as exc:
-        pytest.fail(f"could not build or start the real llama-server: {exc}")
-    print(f"\n[llama 16k] start {times['start_s']:.1f}s", file=sys.stderr)
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture

@@ -501,19 +501,6 @@ async def test_dashboard_draws_only_metrics_the_proxy_exposes(aiohttp_server):
 
 # --- the whole path with a real llama-server -----------------------------------------------
 
-@pytest.fixture(scope="module")
-def llama():
-    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
-        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
-    from .llama_server.build import BuildError
-    from .llama_server.server import start
-    try:
-        server, _ = start()
-    except (BuildError, RuntimeError) as exc:
-        pytest.fail(f"could not build or start the real llama-server: {exc}")
-    yield server.url
-    server.stop()
-
 
 # what one streamed chat answer and one streamed Responses answer must put on the dashboard
 MUST_HAVE_DATA = ("sse_fixup_active_streams", "sse_fixup_requests_total", "sse_fixup_ttft_seconds_bucket",

@@ -372,22 +372,6 @@ async def test_usechat_transport_reports_a_cut_stream_as_an_error(aiohttp_server
 
 # -- the real llama-server ------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def llama():
-    import os
-    import sys
-    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
-        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
-    from .llama_server.build import BuildError
-    from .llama_server.server import start as start_llama
-    try:
-        server, times = start_llama()
-    except (BuildError, RuntimeError) as exc:
-        pytest.fail(f"could not build or start the real llama-server: {exc}")
-    print(f"\n[llama] start {times['start_s']:.1f}s", file=sys.stderr)
-    yield server.url
-    server.stop()
-
 
 async def _llama_proxy(aiohttp_server, llama, **cfg):
     from sse_fixup.proxy import create_app

@@ -185,19 +185,6 @@ async def test_bad_flags_are_usage_errors():
 
 # -- the real llama-server ----------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def llama():
-    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
-        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
-    from .llama_server.build import BuildError
-    from .llama_server.server import start
-    try:
-        server, _ = start()
-    except (BuildError, RuntimeError) as exc:
-        pytest.fail(f"could not build or start the real llama-server: {exc}")
-    yield server.url
-    server.stop()
-
 
 @pytest.mark.llama
 async def test_real_llama_server_known_defects_and_none_after_the_default_presets(llama):

@@ -3,7 +3,6 @@ driven by the real AI SDK and openai-python.  First run builds llama-server (~7-
 2 cores, cached in ~/.cache/sse-fixup); SSE_FIXUP_SKIP_LLAMA=1 skips this file."""
 
 import json
-import os
 import sys
 
 import openai
@@ -15,22 +14,6 @@ from sse_fixup.proxy import create_app
 from .helpers import PROVIDERS, SDKS, TOOL_CHAT, TOOL_RESP, run_sdk
 
 pytestmark = pytest.mark.llama
-
-
-@pytest.fixture(scope="session")
-def llama():
-    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
-        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
-    from .llama_server.build import BuildError
-    from .llama_server.server import start
-    try:
-        server, times = start()
-    except (BuildError, RuntimeError) as exc:
-        pytest.fail(f"could not build or start the real llama-server: {exc}")
-    print(f"\n[llama] build {times['build_s']:.1f}s, model {times['model_s']:.1f}s, "
-          f"start {times['start_s']:.1f}s", file=sys.stderr)
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture
@@ -115,21 +98,6 @@ async def test_plain_requests_right_after_streams_never_get_a_502(urls):
                 async with session.post(urls["proxy"] + "/chat/completions", json=chat) as r:
                     statuses.append((r.status, (await r.text())[:200]))
     assert [s for s, _ in statuses] == [200] * 24, statuses
-
-
-@pytest.fixture(scope="session")
-def llama_reasoning():
-    """The same llama-server started with DeepSeek-R1's chat template: it streams reasoning."""
-    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
-        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
-    from .llama_server.build import BuildError
-    from .llama_server.server import reasoning_args, start
-    try:
-        server, _ = start(reasoning_args())
-    except (BuildError, RuntimeError) as exc:
-        pytest.fail(f"could not build or start the real llama-server: {exc}")
-    yield server.url
-    server.stop()
 
 
 async def test_aisdk_shows_llama_server_reasoning_through_the_responses_api(llama_reasoning, aiohttp_server):

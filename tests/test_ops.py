@@ -442,19 +442,6 @@ async def test_restart_only_keys_are_kept_and_said(aiohttp_server, tmp_path):
 
 # -- the real llama-server ---------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def llama():
-    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
-        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
-    from .llama_server.build import BuildError
-    from .llama_server.server import start
-    try:
-        server, _ = start()
-    except (BuildError, RuntimeError) as exc:
-        pytest.fail(f"could not build or start the real llama-server: {exc}")
-    yield server.url
-    server.stop()
-
 
 @pytest.mark.llama
 async def test_metrics_of_a_real_tool_call_stream(llama, aiohttp_client):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 
 import aiohttp
 import pytest
@@ -602,21 +600,6 @@ async def test_forward_idle_closes_both_sides(aiohttp_server, defective):
 
 
 # -- the real llama-server behind realtime: emulate ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def llama():
-    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
-        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
-    from .llama_server.build import BuildError
-    from .llama_server.server import start
-    try:
-        server, times = start()
-    except (BuildError, RuntimeError) as exc:
-        pytest.fail(f"could not build or start the real llama-server: {exc}")
-    print(f"\n[llama] start {times['start_s']:.1f}s", file=sys.stderr)
-    yield server.url
-    server.stop()
 
 
 @pytest.mark.llama

@@ -410,19 +410,6 @@ async def test_two_proxy_processes_share_the_store(fake, setting, tmp_path, kind
 
 # -- real clients, the real llama-server -------------------------------------------------
 
-@pytest.fixture(scope="session")
-def llama():
-    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
-        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
-    from .llama_server.build import BuildError
-    from .llama_server.server import start
-    try:
-        server, _ = start()
-    except (BuildError, RuntimeError) as exc:
-        pytest.fail(f"could not build or start the real llama-server: {exc}")
-    yield server.url
-    server.stop()
-
 
 @pytest.fixture
 def real_proxy(aiohttp_server, llama):

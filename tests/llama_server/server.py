@@ -83,3 +83,27 @@ def start(extra: tuple[str, ...] = ()) -> tuple[LlamaServer, dict]:
     server = LlamaServer(binary, model, extra)
     times["start_s"] = server.wait_healthy()
     return server, times
+
+
+def serve_for_tests(extra: tuple[str, ...] = (), label: str = "llama"):
+    """A pytest fixture's body: skip under SSE_FIXUP_SKIP_LLAMA=1, fail clearly when the
+    server cannot be built or started, yield its URL, stop it afterwards."""
+    import os
+    import sys
+
+    import pytest
+
+    from .build import BuildError
+
+    if os.environ.get("SSE_FIXUP_SKIP_LLAMA") == "1":
+        pytest.skip("SSE_FIXUP_SKIP_LLAMA=1")
+    try:
+        server, times = start(extra)
+    except (BuildError, RuntimeError) as exc:
+        pytest.fail(f"could not build or start the real llama-server: {exc}")
+    print(f"\n[{label}] build {times['build_s']:.1f}s, model {times['model_s']:.1f}s, "
+          f"start {times['start_s']:.1f}s", file=sys.stderr)
+    try:
+        yield server.url
+    finally:
+        server.stop()
