@@ -548,16 +548,21 @@ async def _passthrough(request: web.Request, upstream: aiohttp.ClientResponse) -
     return resp
 
 
+async def _whole_body(request: web.Request, upstream) -> bytes:
+    """An upstream body read whole, within timeouts.idle (else a 504)."""
+    try:
+        async with asyncio.timeout(request.app[CONFIG].timeouts.idle):
+            return await upstream.read()
+    except TimeoutError:
+        raise ProxyError(504, "sse-fixup: the upstream sent its headers but not its body within "
+                         "timeouts.idle", "upstream_error", "upstream_idle_timeout") from None
+
+
 async def _body(request: web.Request, upstream, transform, info: RequestInfo,
                 content_type: str | None = None) -> web.Response:
     """A whole JSON body through its transform: patched, or made into the stream the
     client asked for (``content_type`` then says so)."""
-    try:
-        async with asyncio.timeout(request.app[CONFIG].timeouts.idle):
-            data = await upstream.read()
-    except TimeoutError:
-        raise ProxyError(504, "sse-fixup: the upstream sent its headers but not its body within "
-                         "timeouts.idle", "upstream_error", "upstream_idle_timeout") from None
+    data = await _whole_body(request, upstream)
     out = transform.head() + transform.feed(data) + transform.close()
     request.app[METRICS].rules_done(transform.ctx)
     rec = request.get(RECORDING)
@@ -625,12 +630,7 @@ async def _chunks(request: web.Request, upstream: aiohttp.ClientResponse):
 
 async def _translated_error(request: web.Request, upstream, route, endpoint: str) -> web.Response:
     """A translated route's backend said no: its error in the client's API, status kept."""
-    try:
-        async with asyncio.timeout(request.app[CONFIG].timeouts.idle):
-            data = await upstream.read()
-    except TimeoutError:
-        raise ProxyError(504, "sse-fixup: the upstream sent its headers but not its body within "
-                         "timeouts.idle", "upstream_error", "upstream_idle_timeout") from None
+    data = await _whole_body(request, upstream)
     out = route.upstream_error(endpoint, upstream.status, data)
     tally = request.get(TALLY)
     if tally is not None:

@@ -70,6 +70,25 @@ class Translation:
         return headers
 
 
+class BodyConverter:
+    """A translation's body stage: each event is one whole body, ``convert``ed (a subclass
+    says how); nothing is added at the end."""
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx: StreamContext):
+        self.ctx = ctx
+
+    def push(self, events: list) -> list:
+        return [self.convert(ev) for ev in events]
+
+    def end(self) -> list:
+        return []
+
+    def convert(self, ev):
+        raise NotImplementedError
+
+
 def translation(upstream_api: str | None, endpoint: str, keys) -> Translation | None:
     """The route's translation for requests to ``endpoint`` (None: the backend speaks it).
     Raises ``TranslationError`` for an endpoint the backend's API cannot serve."""

@@ -30,7 +30,7 @@ import orjson
 
 from ..rules.base import StreamContext, mint_id
 from ..sse import Event
-from . import Translation
+from . import BodyConverter, Translation
 from .anthropic_request import translate
 from .json_to_stream import done_event, upstream_event
 from .stream_to_json import error_object
@@ -245,19 +245,10 @@ HANDLED = frozenset({"message_start", "content_block_start", "content_block_delt
                      "message_delta", "message_stop", "ping", "error"})
 
 
-class MessagesBody:
+class MessagesBody(BodyConverter):
     """An Anthropic ``message`` body → a ``chat.completion`` (an error body → OpenAI's error)."""
 
-    __slots__ = ("ctx",)
-
-    def __init__(self, ctx: StreamContext):
-        self.ctx = ctx
-
-    def push(self, events: list[Event]) -> list[Event]:
-        return [self.convert(ev) for ev in events]
-
-    def end(self) -> list[Event]:
-        return []
+    __slots__ = ()
 
     def convert(self, ev: Event) -> Event:
         obj = ev.json

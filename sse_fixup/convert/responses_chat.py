@@ -31,7 +31,7 @@ from ..rules import base as rules_base
 from ..rules.base import StreamContext, mint_id
 from ..rules.responses import response_defaults
 from ..sse import Event
-from . import Translation
+from . import BodyConverter, Translation
 from .json_to_stream import upstream_event
 from .responses_request import chat_request
 from .stream_to_json import error_object
@@ -304,20 +304,11 @@ class ChatStreamToResponses:
         return out
 
 
-class ChatBodyToResponse:
+class ChatBodyToResponse(BodyConverter):
     """One ``chat.completion`` body → one ``response`` body (a client that asked no stream,
     or a backend that ignored ``stream``).  Anything else passes as it came."""
 
-    __slots__ = ("ctx",)
-
-    def __init__(self, ctx: StreamContext):
-        self.ctx = ctx
-
-    def push(self, events: list[Event]) -> list[Event]:
-        return [self.convert(ev) for ev in events]
-
-    def end(self) -> list[Event]:
-        return []
+    __slots__ = ()
 
     def convert(self, ev: Event) -> Event:
         body = ev.json
