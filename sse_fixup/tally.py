@@ -28,6 +28,8 @@ _UI_FINISH = re.compile(rb'"finishReason": ?"([a-z-]+)"')
 _STATUS = re.compile(rb'"type": ?"response\.(completed|incomplete|failed)"')
 USAGE_NEEDLES = (b'"usage":{', b'"usage": {')
 TAIL = 4          # writes kept (by reference) for the end: terminal event, usage, [DONE]
+FINISH_WINDOW = 8192   # the finish reason is in the last events: the last bytes are enough
+USAGE_WINDOW = 65536   # chat, NDJSON, UI stream: the usage is in the last events too
 
 
 class Tally:
@@ -70,32 +72,46 @@ class Tally:
             self.first_token_at = time.monotonic()
 
     def _scan_tail(self) -> None:
-        buf = b"".join(self.tail)
+        """Usage and finish from the end of a stream.  Under load a read (so a write) holds
+        hundreds of events: the finish is looked for in the last bytes only, and the usage
+        object is taken out by itself, not its whole event (a Responses ``completed``
+        carries the whole output)."""
+        tail = self.tail[::-1]                  # the last write first; writes are whole events
         self.tail = []
-        for needle in USAGE_NEEDLES:
-            pos = buf.rfind(needle)
-            if pos >= 0:
-                obj = _event_at(buf, pos)
-                usage = _usage_of(obj) if obj is not None else None
-                if usage:
-                    self.usage = usage
-                break
+        # chat's usage is a small last chunk: the last bytes; a Responses terminal event may
+        # be large (it carries the output), but it is whole in one write: the last writes
+        where = tail if self.endpoint == "responses" and self.output == "sse" else \
+            [b"".join(w[-USAGE_WINDOW:] for w in reversed(tail))[-USAGE_WINDOW:]]
+        usage = next(((w, p + len(n) - 1) for w in where for n in USAGE_NEEDLES
+                      if (p := w.rfind(n)) >= 0), None)
+        if usage is not None:
+            self.usage = _object_at(*usage) or self.usage
+        end = b"".join(w[-FINISH_WINDOW:] for w in reversed(tail))[-FINISH_WINDOW:]
         if self.output == "ui-message-stream":
-            found = _UI_FINISH.findall(buf)
+            found = _UI_FINISH.findall(end)
             if found:
                 self.finish = found[-1].decode()
-            elif b'"type":"error"' in buf:
+            elif b'"type":"error"' in end:
                 self.finish = "error"
         elif self.endpoint == "chat" or self.output == "ndjson":
-            found = _FINISH.findall(buf)
+            found = _FINISH.findall(end)
             if found:
                 self.finish = found[-1].decode()
-            elif b'"error":' in buf or b'"event":"error"' in buf:
+            elif b'"error":' in end or b'"event":"error"' in end:
                 self.finish = "error"
         else:
-            found = _STATUS.findall(buf)
-            if found:
-                self.finish = found[-1].decode()
+            # the terminal event's type is at its start, which may be far from the end
+            for w in tail:
+                at = {status: w.rfind(b'"type":"response.%s"' % status.encode())
+                      for status in ("completed", "incomplete", "failed")}
+                status, pos = max(at.items(), key=lambda kv: kv[1])
+                if pos >= 0:
+                    self.finish = status
+                    break
+            else:
+                found = _STATUS.findall(end)          # spaced JSON
+                if found:
+                    self.finish = found[-1].decode()
 
     def body(self, out: bytes, status: int) -> None:
         """A whole JSON answer (made by the proxy or passed on)."""
@@ -154,18 +170,23 @@ class Tally:
         return None if since is None or until is None else max(until - since, 0.0)
 
 
-def _event_at(buf: bytes, pos: int) -> dict | None:
-    """The JSON of the SSE event (or the body) around ``pos``."""
-    start = max(buf.rfind(b"\n\n", 0, pos), buf.rfind(b"\r\n\r\n", 0, pos))
-    start = 0 if start < 0 else start
-    end = buf.find(b"\n\n", pos)
-    event = buf[start:end if end >= 0 else len(buf)]
-    data = [line[5:].lstrip(b" ") for line in event.splitlines() if line.startswith(b"data:")]
-    try:
-        obj = orjson.loads(b"\n".join(data) if data else event)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
+def _object_at(buf: bytes, start: int) -> dict | None:
+    """The JSON object that opens at ``buf[start]`` (a usage object: small, no strings with
+    braces), by counting braces over at most 4 KiB."""
+    depth = 0
+    for i in range(start, min(len(buf), start + 4096)):
+        c = buf[i]
+        if c == 123:          # {
+            depth += 1
+        elif c == 125:        # }
+            depth -= 1
+            if depth == 0:
+                try:
+                    obj = orjson.loads(buf[start:i + 1])
+                except orjson.JSONDecodeError:
+                    return None
+                return obj if isinstance(obj, dict) else None
+    return None
 
 
 def _usage_of(obj: dict) -> dict | None:
